@@ -1,0 +1,80 @@
+"""The policy: snapshot from its source, value head, top-N trainable blocks, shared reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from trl import AutoModelForCausalLMWithValueHead, create_reference_model
+
+from detox import DetoxError
+
+BUILTIN_POLICIES = ("tiny-gpt-neo",)
+
+
+def snapshot_policy(source: str, dest: Path, seed: int) -> dict:
+    """Save the policy named by ``source`` (and its tokenizer, pad = eos) into ``dest``."""
+    if source.startswith("builtin:"):
+        name = source.removeprefix("builtin:")
+        if name not in BUILTIN_POLICIES:
+            raise DetoxError(f"params.yaml: model.policy={source!r} is invalid: builtin policies "
+                             f"are {', '.join('builtin:' + n for n in BUILTIN_POLICIES)}")
+        from detox.builtin.tiny_model import build_policy
+
+        model, tokenizer = build_policy(seed)
+        revision = None
+    else:
+        from detox.sources import pretrained
+
+        model = pretrained("AutoModelForCausalLM", source, "model.policy")
+        tokenizer = pretrained("AutoTokenizer", source, "model.policy")
+        revision = getattr(model.config, "_commit_hash", None)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return {"source": source, "revision": revision, "blocks": model.config.num_hidden_layers,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Left-padding tokenizer for batched generation, pad = eos."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausalLM:
+    """A frozen policy for evaluation, kept in fp32 (autocast handles lower precision)."""
+    return AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+
+
+def load_trainable(path: str | Path, layers: int, device: torch.device,
+                   ) -> tuple[AutoModelForCausalLMWithValueHead, AutoModelForCausalLMWithValueHead]:
+    """Policy with value head whose top ``layers`` blocks train, and its reference model.
+
+    The embeddings and the bottom ``blocks - layers`` blocks are frozen and shared: TRL's
+    ``create_reference_model`` freezes them but gives the reference a deep copy, so the copy's
+    frozen tensors are replaced by the policy's own (the paper's memory saving).
+    """
+    policy = AutoModelForCausalLMWithValueHead.from_pretrained(path).to(device)
+    blocks = policy.pretrained_model.config.num_hidden_layers
+    if not 1 <= layers <= blocks:
+        raise DetoxError(f"params.yaml: layers={layers} is invalid: must be between 1 and {blocks} "
+                         "(the policy's number of transformer blocks)")
+    reference = create_reference_model(policy, num_shared_layers=blocks - layers)
+    for name, param in policy.named_parameters():
+        if not param.requires_grad:
+            module_name, _, attr = name.rpartition(".")
+            setattr(reference.get_submodule(module_name), attr, param)
+    reference.pretrained_model.tie_weights()
+    return policy, reference
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, float]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_params": trainable, "total_params": total,
+            "trainable_fraction": round(trainable / total, 6)}

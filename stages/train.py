@@ -19,7 +19,8 @@ def main(params: Params) -> None:
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)
     tokenizer = load_tokenizer("data/models/base")
-    policy, reference = load_trainable("data/models/base", params.layers, device)
+    policy, reference = load_trainable("data/models/base", params.layers, device,
+                                       params.seed)
     parameters = count_parameters(policy)
     scorer = load_scorer("data/models/scorer", device, dtype)
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)

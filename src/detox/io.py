@@ -29,6 +29,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise FileNotFoundError(f"nothing was written for {path}")
     except BaseException:
         _remove(tmp)
         raise

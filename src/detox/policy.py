@@ -51,15 +51,17 @@ def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausal
     return AutoModelForCausalLM.from_pretrained(path).to(device).eval()
 
 
-def load_trainable(path: str | Path, layers: int, device: torch.device,
+def load_trainable(path: str | Path, layers: int, device: torch.device, seed: int,
                    ) -> tuple[AutoModelForCausalLMWithValueHead, AutoModelForCausalLMWithValueHead]:
     """Policy with value head whose top ``layers`` blocks train, and its reference model.
 
     The embeddings and the bottom ``blocks - layers`` blocks are frozen and shared: TRL's
     ``create_reference_model`` freezes them but gives the reference a deep copy, so the copy's
-    frozen tensors are replaced by the policy's own (the paper's memory saving).
+    frozen tensors are replaced by the policy's own (the paper's memory saving). The value head
+    is freshly initialised from ``seed``.
     """
-    policy = AutoModelForCausalLMWithValueHead.from_pretrained(path).to(device)
+    torch.manual_seed(seed)
+    policy = AutoModelForCausalLMWithValueHead.from_pretrained(str(path)).to(device)
     blocks = policy.pretrained_model.config.num_hidden_layers
     if not 1 <= layers <= blocks:
         raise DetoxError(f"params.yaml: layers={layers} is invalid: must be between 1 and {blocks} "

@@ -57,7 +57,7 @@ class ClassifierScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, torch_dtype=dtype)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
         self.model.to(device).eval()
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}

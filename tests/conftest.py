@@ -1,0 +1,102 @@
+"""Shared fixtures: small real tokenizers and random-weight models saved like real checkpoints.
+
+Everything here is built from configs in a fraction of a second (no network, no training), so
+the unit suite stays fast on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import (GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig,
+                          RobertaForSequenceClassification)
+
+from detox.builtin import corpus
+from detox.builtin.tiny_model import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_YAML = ROOT / "params.yaml"
+
+# The models here are a few thousand parameters wide: intra-op threads only add overhead, and
+# on a busy two-core machine OpenMP's spinning threads make each tiny op ~40x slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def committed_params() -> dict:
+    """The committed params.yaml as a raw mapping (never mutate it: use ``raw_params``)."""
+    return yaml.safe_load(PARAMS_YAML.read_text())
+
+
+@pytest.fixture
+def raw_params(committed_params) -> dict:
+    """A private deep copy of the committed params, free to modify."""
+    return copy.deepcopy(committed_params)
+
+
+@pytest.fixture(scope="session")
+def corpus_texts() -> list[str]:
+    rows = [row for family in corpus.FAMILIES for row in corpus.generate(family, 120, 11)]
+    return [f"{row['prompt']} {row['continuation']}" for row in rows]
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus_texts):
+    """Byte-level BPE tokenizer (pad = eos) trained on the builtin corpus. Read-only."""
+    return train_tokenizer(corpus_texts, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_neo(tokenizer):
+    """Factory: a 12-block GPT-Neo (gpt-neo-125m's layout) only 16 wide, random weights."""
+
+    def make(seed: int = 0, **overrides) -> GPTNeoForCausalLM:
+        settings = dict(
+            vocab_size=len(tokenizer), max_position_embeddings=64, hidden_size=16, num_layers=12,
+            num_heads=2, intermediate_size=32, attention_types=[[["global", "local"], 6]],
+            window_size=32, bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id, initializer_range=0.2,
+        )
+        settings.update(overrides)
+        torch.manual_seed(seed)
+        return GPTNeoForCausalLM(GPTNeoConfig(**settings)).eval()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_neo_dir(tmp_path_factory, make_tiny_neo, tokenizer) -> Path:
+    """A saved tiny GPT-Neo checkpoint with its tokenizer, like ``data/models/base``."""
+    path = tmp_path_factory.mktemp("tiny-neo")
+    make_tiny_neo(seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_neo(tiny_neo_dir) -> GPTNeoForCausalLM:
+    return GPTNeoForCausalLM.from_pretrained(tiny_neo_dir).eval()
+
+
+@pytest.fixture(scope="session")
+def roberta_scorer_dir(tmp_path_factory, corpus_texts) -> Path:
+    """A tiny random RoBERTa hate classifier (dynabench labels) saved with its tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-roberta")
+    tokenizer = train_tokenizer(corpus_texts, vocab_size=300)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=80, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, id2label={0: "nothate", 1: "hate"},
+        label2id={"nothate": 0, "hate": 1},
+        # large weights so that logits differ clearly between texts (default 0.02 gives ~1e-3)
+        initializer_range=0.5,
+    )
+    torch.manual_seed(0)
+    RobertaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

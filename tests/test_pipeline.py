@@ -1,0 +1,128 @@
+"""End to end: the real `dvc repro` / `dvc exp run` on a copy of the project, reduced eval size.
+
+Runs the offline default (builtin corpus, tiny GPT-Neo, profanity-check) through DVC in a fresh
+git repo; takes a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+EVAL_PROMPTS = 48
+
+
+def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"),
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(repo: Path, **overrides) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        *sections, name = dotted.split(".")
+        node = params
+        for section in sections:
+            node = node[section]
+        node[name] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def metrics(repo: Path, name: str) -> dict:
+    return json.loads((repo / "metrics" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(PROJECT / name, repo / name)
+    for name in ("stages", "src"):
+        shutil.copytree(PROJECT / name, repo / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    set_params(repo, **{"data.eval_prompts": EVAL_PROMPTS})
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline")
+    return repo
+
+
+def test_repro_detoxifies_and_writes_declared_outputs(repo):
+    evaluation = metrics(repo, "eval")
+    assert set(evaluation) == {"in_distribution", "ood_toxic", "ood_benign"}
+    for by_model in evaluation.values():
+        for summary in by_model.values():
+            assert summary["n"] == EVAL_PROMPTS
+            assert 0 <= summary["mean_toxicity"] <= 1
+    for toxic_set in ("in_distribution", "ood_toxic"):
+        base = evaluation[toxic_set]["base"]["mean_toxicity"]
+        assert evaluation[toxic_set]["detoxified"]["mean_toxicity"] <= base / 2
+
+    training = metrics(repo, "train")
+    assert training["steps"] == yaml.safe_load((PROJECT / "params.yaml").read_text())["ppo"]["steps"]
+    assert training["reward_mean_end"] > training["reward_mean_start"]
+    assert 0 < training["trainable_params"] < training["total_params"]
+
+    for path in ("data/models/detoxified/config.json", "plots/toxicity.png",
+                 "plots/train_curve.csv", "plots/eval_toxicity.csv",
+                 "data/rollouts/ood_benign.parquet", "data/raw/manifest.json"):
+        assert (repo / path).is_file(), path
+
+
+def test_second_repro_runs_nothing(repo):
+    result = run(repo, "dvc", "repro")
+    assert "Running stage" not in result.stdout
+    assert "up to date" in result.stdout
+
+
+def test_same_seed_gives_identical_metrics(repo):
+    before = (repo / "metrics" / "eval.json").read_text()
+    run(repo, "dvc", "repro", "--force", "--single-item", "train")
+    run(repo, "dvc", "repro", "--force", "--single-item", "evaluate")
+    assert (repo / "metrics" / "eval.json").read_text() == before
+
+
+def test_exp_run_more_layers_trains_more_parameters(repo):
+    baseline = metrics(repo, "train")["trainable_params"]
+    run(repo, "dvc", "exp", "run", "-S", "layers=10")
+    assert metrics(repo, "train")["trainable_params"] > baseline
+    diff = run(repo, "dvc", "metrics", "diff", "--json").stdout
+    assert json.loads(diff)["metrics/train.json"]["trainable_params"]["diff"] > 0
+    assert "trainable_params" in run(repo, "dvc", "exp", "show", "--csv").stdout
+    run(repo, "git", "checkout", "-q", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+
+
+@pytest.mark.parametrize("override, param", [
+    ({"layers": 0}, "layers"),
+    ({"layers": 13}, "layers"),
+    ({"reward": "foo"}, "reward"),
+    ({"ppo.batch_size": -4}, "ppo.batch_size"),
+])
+def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override, param):
+    set_params(repo, **override)
+    try:
+        result = run(repo, "dvc", "repro", check=False)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"{param}=" in errors[0], output
+    assert not list(repo.rglob(".*.tmp"))
+    assert not (repo / "data" / "models" / "detoxified").exists()

@@ -1,0 +1,199 @@
+"""The trainable policy: top-N blocks train, the rest and the embeddings are frozen and shared
+with the reference model; parameter counts match the paper for gpt-neo-125m."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+from detox import DetoxError
+from detox.policy import (count_parameters, load_causal_lm, load_tokenizer, load_trainable,
+                          snapshot_policy)
+
+CPU = torch.device("cpu")
+BLOCKS = 12
+
+
+# --- gpt-neo-125m shape: the paper's numbers -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def neo125m(tmp_path_factory):
+    """A random-weight model with gpt-neo-125m's exact shape, saved once for this module."""
+    path = tmp_path_factory.mktemp("gpt-neo-125m-shaped")
+    config = GPTNeoConfig(vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
+                          attention_types=[[["global", "local"], 6]], window_size=256,
+                          max_position_embeddings=2048)
+    torch.manual_seed(0)
+    model = GPTNeoForCausalLM(config)
+    base_params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(path)
+    del model
+    policy, reference = load_trainable(str(path), 8, CPU, seed=0)
+    yield {"policy": policy, "reference": reference, "base_params": base_params}
+    del policy, reference
+
+
+def test_paper_parameter_counts_for_gpt_neo_125m(neo125m):
+    counts = count_parameters(neo125m["policy"])
+    # the paper: 56,686,849 trainable parameters (45.28%) with the top 8 of 12 blocks trainable
+    assert counts["trainable_params"] == 56_686_849
+    assert round(counts["trainable_fraction"], 4) == 0.4528
+    # total = the causal LM (lm_head tied to the embeddings) + a 768 -> 1 value head
+    assert counts["total_params"] == neo125m["base_params"] + 768 + 1
+    assert counts["trainable_fraction"] == round(counts["trainable_params"]
+                                                 / counts["total_params"], 6)
+
+
+def test_gpt_neo_125m_reference_shares_the_frozen_bottom(neo125m):
+    policy, reference = neo125m["policy"], neo125m["reference"]
+    wte = policy.pretrained_model.transformer.wte.weight
+    assert reference.pretrained_model.transformer.wte.weight is wte
+    assert reference.pretrained_model.transformer.h[3].mlp.c_fc.weight \
+        is policy.pretrained_model.transformer.h[3].mlp.c_fc.weight
+    assert reference.pretrained_model.transformer.h[4].mlp.c_fc.weight \
+        is not policy.pretrained_model.transformer.h[4].mlp.c_fc.weight
+
+
+# --- sharing and freezing on a tiny 12-block model -------------------------------------------
+
+def block_of(name: str) -> int | None:
+    parts = name.split(".")
+    return int(parts[3]) if parts[:3] == ["pretrained_model", "transformer", "h"] else None
+
+
+def expected_trainable(name: str, layers: int) -> bool:
+    block = block_of(name)
+    if block is not None:
+        return block >= BLOCKS - layers
+    # outside the blocks: embeddings are frozen; final norm and value head train
+    return not any(part in name for part in ("transformer.wte.", "transformer.wpe."))
+
+
+@pytest.mark.parametrize("layers", [1, 3, 8, 12])
+def test_top_blocks_train_and_the_rest_is_frozen(tiny_neo_dir, layers):
+    policy, reference = load_trainable(str(tiny_neo_dir), layers, CPU, seed=0)
+    names = [name for name, _ in policy.named_parameters()]
+    assert any(name.startswith("v_head.") for name in names)
+    for name, param in policy.named_parameters():
+        assert param.requires_grad == expected_trainable(name, layers), name
+    assert not any(p.requires_grad for p in reference.parameters())
+    trainable_blocks = {block_of(n) for n, p in policy.named_parameters()
+                        if p.requires_grad and block_of(n) is not None}
+    assert trainable_blocks == set(range(BLOCKS - layers, BLOCKS))
+
+
+@pytest.mark.parametrize("layers", [3, 12])
+def test_frozen_params_are_shared_and_trainable_ones_copied(tiny_neo_dir, layers):
+    policy, reference = load_trainable(str(tiny_neo_dir), layers, CPU, seed=0)
+    shared = copied = 0
+    for name, param in policy.named_parameters():
+        ref_param = reference.get_parameter(name)
+        if param.requires_grad:
+            assert ref_param is not param, name
+            assert ref_param.data_ptr() != param.data_ptr(), name
+            assert torch.equal(ref_param, param), name  # an identical copy at the start
+            copied += 1
+        else:
+            assert ref_param is param, name  # the very same tensor
+            shared += 1
+    assert shared > 0 and copied > 0
+    # the reference's lm_head stays tied to the (shared) input embeddings
+    wte = policy.pretrained_model.transformer.wte.weight
+    assert reference.pretrained_model.lm_head.weight is wte
+    assert policy.pretrained_model.lm_head.weight is wte
+    # no duplicated storage for the frozen part
+    ref_storage = {p.data_ptr() for p in reference.parameters()}
+    policy_frozen = {p.data_ptr() for p in policy.parameters() if not p.requires_grad}
+    assert policy_frozen <= ref_storage
+
+
+def test_reference_is_unaffected_by_training_the_policy(tiny_neo_dir):
+    policy, reference = load_trainable(str(tiny_neo_dir), 3, CPU, seed=0)
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    with torch.no_grad():
+        before = reference.pretrained_model(ids).logits
+        assert torch.allclose(policy.pretrained_model(ids).logits, before)
+        top = policy.pretrained_model.transformer.h[11].mlp.c_fc.weight
+        top.add_(1.0)  # what an optimizer step does to a trainable block
+        after = reference.pretrained_model(ids).logits
+        assert torch.equal(before, after)
+        assert not torch.allclose(policy.pretrained_model(ids).logits, before)
+
+
+def test_value_head_is_seeded(tiny_neo_dir):
+    first, _ = load_trainable(str(tiny_neo_dir), 2, CPU, seed=0)
+    again, _ = load_trainable(str(tiny_neo_dir), 2, CPU, seed=0)
+    other, _ = load_trainable(str(tiny_neo_dir), 2, CPU, seed=1)
+    head = lambda model: model.v_head.summary.weight  # noqa: E731
+    assert torch.equal(head(first), head(again))
+    assert not torch.equal(head(first), head(other))
+    # the language model itself comes from the checkpoint, whatever the seed
+    assert torch.equal(first.pretrained_model.transformer.h[11].mlp.c_fc.weight,
+                       other.pretrained_model.transformer.h[11].mlp.c_fc.weight)
+
+
+@pytest.mark.parametrize("layers", [0, 13, -1])
+def test_layers_out_of_range(tiny_neo_dir, layers):
+    with pytest.raises(DetoxError) as info:
+        load_trainable(str(tiny_neo_dir), layers, CPU, seed=0)
+    message = str(info.value)
+    assert f"layers={layers}" in message
+    assert "between 1 and 12" in message
+    assert "\n" not in message
+
+
+def test_load_trainable_accepts_a_path_object(tiny_neo_dir):
+    policy, _ = load_trainable(tiny_neo_dir, 2, CPU, seed=0)
+    assert count_parameters(policy)["trainable_params"] > 0
+
+
+def test_count_parameters_by_hand():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    counts = count_parameters(model)
+    assert counts == {"trainable_params": 3 * 2 + 2, "total_params": 4 * 3 + 3 + 3 * 2 + 2,
+                      "trainable_fraction": round(8 / 23, 6)}
+
+
+# --- tokenizer, eval model, snapshot ---------------------------------------------------------
+
+def test_load_tokenizer_pads_left_with_eos(tmp_path, corpus_texts):
+    from detox.builtin.tiny_model import train_tokenizer
+
+    tokenizer = train_tokenizer(corpus_texts[:50], vocab_size=300)
+    tokenizer.pad_token = None  # like gpt-neo-125m's own tokenizer
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.padding_side == "left"
+    assert loaded.pad_token == loaded.eos_token
+    assert loaded.pad_token_id == loaded.eos_token_id
+    batch = loaded(["a b c d", "a"], padding=True)["input_ids"]
+    assert batch[1][0] == loaded.pad_token_id and batch[1][-1] != loaded.pad_token_id
+
+
+def test_load_causal_lm_is_in_eval_mode(tiny_neo_dir):
+    model = load_causal_lm(tiny_neo_dir, CPU)
+    assert not model.training
+    assert next(model.parameters()).device.type == "cpu"
+    assert next(model.parameters()).dtype == torch.float32
+    assert model.config.num_hidden_layers == BLOCKS
+
+
+def test_snapshot_policy_from_a_local_folder(tiny_neo_dir, tmp_path):
+    dest = tmp_path / "base"
+    manifest = snapshot_policy(str(tiny_neo_dir), dest, seed=0)
+    assert manifest["source"] == str(tiny_neo_dir)
+    assert manifest["blocks"] == BLOCKS
+    original = GPTNeoForCausalLM.from_pretrained(tiny_neo_dir)
+    assert manifest["parameters"] == sum(p.numel() for p in original.parameters())
+    copy = GPTNeoForCausalLM.from_pretrained(dest)
+    for (name, a), (_, b) in zip(original.named_parameters(), copy.named_parameters()):
+        assert torch.equal(a, b), name
+    assert load_tokenizer(dest).pad_token_id == load_tokenizer(tiny_neo_dir).pad_token_id
+
+
+def test_snapshot_policy_unknown_builtin(tmp_path):
+    with pytest.raises(DetoxError, match="model.policy='builtin:gpt-5'"):
+        snapshot_policy("builtin:gpt-5", tmp_path / "base", seed=0)
+    assert not (tmp_path / "base").exists()

@@ -1,0 +1,138 @@
+"""Batched generation on a tiny random GPT-Neo: seeding, left padding, eos cut, decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from detox.builtin import corpus
+from detox.params import GenerationParams
+from detox.rollouts import continuations, generate
+
+SAMPLE = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=0, top_p=1.0)
+GREEDY = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=1, top_p=1.0)
+
+
+@pytest.fixture(scope="module")
+def queries(tokenizer) -> list[list[int]]:
+    """Prompts of different lengths (2 to 9 tokens)."""
+    rows = corpus.generate("toxic-prompts", 5, 0)
+    return [tokenizer(row["prompt"])["input_ids"][:n] for row, n in zip(rows, [2, 9, 5, 7, 3])]
+
+
+@torch.no_grad()
+def greedy_reference(model, query: list[int], max_new_tokens: int, eos: int) -> list[int]:
+    """Plain unbatched, unpadded greedy decoding with full forward passes."""
+    ids = list(query)
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        token = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+        out.append(token)
+        ids.append(token)
+        if token == eos:
+            break
+    return out
+
+
+def test_queries_have_different_lengths(queries):
+    assert len({len(q) for q in queries}) == len(queries)
+
+
+def test_generate_is_deterministic_for_a_seed(tiny_neo, tokenizer, queries):
+    first = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=3)
+    again = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=3)
+    other = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=4)
+    assert len(first) == len(queries)
+    assert [r.tolist() for r in first] == [r.tolist() for r in again]
+    assert [r.tolist() for r in first] != [r.tolist() for r in other]
+    for response in first:
+        assert response.dtype == torch.long and response.dim() == 1
+        assert 1 <= len(response) <= 8
+
+
+def test_greedy_batch_equals_each_prompt_alone(tiny_neo, tokenizer, queries):
+    """Left padding and the attention mask make a padded batch decode like single prompts."""
+    eos = tokenizer.eos_token_id
+    batched = generate(tiny_neo, tokenizer, queries, 8, GREEDY, seed=0)
+    for query, response in zip(queries, batched):
+        alone = generate(tiny_neo, tokenizer, [query], 8, GREEDY, seed=99)[0]
+        assert response.tolist() == alone.tolist()
+        # and both are the continuation only, equal to step-by-step greedy decoding
+        assert response.tolist() == greedy_reference(tiny_neo, query, 8, eos)
+
+
+def test_greedy_continuations_are_not_all_the_same(tiny_neo, tokenizer, queries):
+    # guards the test above: a model that ignored its prompt would pass it trivially
+    batched = generate(tiny_neo, tokenizer, queries, 8, GREEDY, seed=0)
+    assert len({tuple(r.tolist()) for r in batched}) > 1
+
+
+@pytest.fixture(scope="module")
+def eos_prone(make_tiny_neo, tokenizer):
+    """A GPT-Neo that samples eos with probability 0.15 at every step, other tokens uniformly.
+
+    Its final layer norm outputs the constant unit vector e0 and its (untied) lm_head reads only
+    that coordinate, so the next-token logits are c for eos and 0 for everything else.
+    """
+    model = make_tiny_neo(seed=1, tie_word_embeddings=False)
+    vocab, eos = len(tokenizer), tokenizer.eos_token_id
+    p_eos = 0.15
+    c = math.log(p_eos * (vocab - 1) / (1 - p_eos))
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.zero_()
+        model.transformer.ln_f.bias[0] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[eos, 0] = c
+        probs = model(torch.tensor([[5, 6, 7]])).logits[0, -1].softmax(-1)
+    assert probs[eos].item() == pytest.approx(p_eos, abs=1e-4)
+    return model
+
+
+def test_responses_end_at_the_first_eos(eos_prone, tokenizer, queries):
+    eos = tokenizer.eos_token_id
+    batch = queries * 4  # 20 rows
+    responses = generate(eos_prone, tokenizer, batch, 12, SAMPLE, seed=0)
+    assert len(responses) == len(batch)
+    for response in responses:
+        tokens = response.tolist()
+        assert 1 <= len(tokens) <= 12
+        assert eos not in tokens[:-1]  # nothing after an eos
+        if tokens[-1] != eos:
+            assert len(tokens) == 12  # no eos: generation ran to the limit
+    lengths = [len(r) for r in responses]
+    # some rows stopped at an eos while others went on (so the raw output had padding after
+    # their eos that had to be cut) -- true for this seed
+    assert any(r[-1] == eos and len(r) < max(lengths) for r in responses)
+    assert any(r[-1] == eos and len(r) > 1 for r in responses)
+
+
+def test_continuations_one_string_per_query(tiny_neo, tokenizer, queries):
+    texts = continuations(tiny_neo, tokenizer, queries, GREEDY, batch_size=2, seed=0)
+    assert len(texts) == len(queries)
+    assert all(isinstance(t, str) for t in texts)
+    eos = tokenizer.eos_token_id
+    for query, text in zip(queries, texts):
+        expected = greedy_reference(tiny_neo, query, GREEDY.max_new_tokens, eos)
+        assert text == tokenizer.decode(expected, skip_special_tokens=True)
+
+
+def test_continuations_drop_eos_text(eos_prone, tokenizer, queries):
+    texts = continuations(eos_prone, tokenizer, queries * 4, SAMPLE, batch_size=8, seed=0)
+    assert len(texts) == len(queries) * 4
+    assert all(tokenizer.eos_token not in t for t in texts)
+
+
+def test_continuations_batches_are_seeded_by_position(tiny_neo, tokenizer, queries):
+    first = continuations(tiny_neo, tokenizer, queries, SAMPLE, batch_size=2, seed=7)
+    again = continuations(tiny_neo, tokenizer, queries, SAMPLE, batch_size=2, seed=7)
+    assert first == again
+
+
+def test_generate_under_bfloat16_autocast(tiny_neo, tokenizer, queries):
+    responses = generate(tiny_neo, tokenizer, queries, 6, SAMPLE, seed=0, dtype=torch.bfloat16)
+    assert len(responses) == len(queries)
+    assert all(1 <= len(r) <= 6 for r in responses)
+    assert all(0 <= int(t) < len(tokenizer) for r in responses for t in r)

@@ -18,9 +18,8 @@ def main(params: Params) -> None:
         datasets = {}
         for name in DATASETS:
             source = getattr(params.data, name)
-            table = load_prompts(source, f"data.{name}", params.seed)
+            table, datasets[name] = load_prompts(source, f"data.{name}", params.seed)
             write_frame(raw / f"{name}.parquet", table)
-            datasets[name] = {"source": source, "rows": len(table)}
         manifest = {
             "datasets": datasets,
             "scorer": snapshot_scorer(params.model.scorer, scorer_dir),

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from detox.device import resolve_device, resolve_dtype
+from detox.device import resolve_device, resolve_dtype, scorer_dtype
 from detox.io import atomic_path, write_frame, write_json
 from detox.metrics import eval_metrics
 from detox.params import Params
@@ -20,7 +20,8 @@ def main(params: Params) -> None:
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)
     tokenizer = load_tokenizer("data/models/base")
-    scorer = load_scorer("data/models/scorer", device, dtype, params.eval.batch_size)
+    scorer = load_scorer("data/models/scorer", device, scorer_dtype(device),
+                         params.eval.batch_size)
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)
     prompts = {name: pd.read_parquet(f"data/prompts/{name}.parquet") for name in EVAL_SETS}
 

@@ -4,7 +4,7 @@ import time
 
 import pandas as pd
 
-from detox.device import resolve_device, resolve_dtype
+from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
 from detox.io import atomic_path, write_frame, write_json
 from detox.metrics import train_summary
 from detox.params import Params
@@ -22,11 +22,13 @@ def main(params: Params) -> None:
     policy, reference = load_trainable("data/models/base", params.layers, device,
                                        params.seed)
     parameters = count_parameters(policy)
-    scorer = load_scorer("data/models/scorer", device, dtype)
+    scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)
     prompts = pd.read_parquet("data/prompts/train.parquet")["input_ids"].map(list).tolist()
 
-    log = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device)
+    log = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device, dtype)
+    if not is_main_process():
+        return
 
     with atomic_path("data/models/detoxified") as out:
         policy.pretrained_model.save_pretrained(out)

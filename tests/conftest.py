@@ -6,6 +6,12 @@ the unit suite stays fast on two CPU cores.
 
 from __future__ import annotations
 
+import os
+
+# Nothing here may reach the hub; set before huggingface_hub reads it at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 import copy
 from pathlib import Path
 

@@ -8,7 +8,8 @@ import pytest
 
 from detox import DetoxError
 from detox.builtin import corpus
-from detox.data import filter_toxic, require_columns, sample, split, tokenize_prompts
+from detox.data import (clean_prompts, filter_toxic, require_columns, sample, split,
+                        tokenize_prompts)
 
 
 # --- require_columns / filter_toxic ----------------------------------------------------------
@@ -29,7 +30,7 @@ def test_filter_toxic_keeps_rows_strictly_above_threshold():
         "prompt": ["a", "b", "c", "d", "e", "f", "g"],
         "toxicity": [0.9, None, 0.3, 0.31, 0.0, np.nan, 1.0],
     })
-    kept = filter_toxic(table, 0.3, "data.train")
+    kept = filter_toxic(table, 0.3, "data.train", "lower data.toxicity_threshold")
     assert kept["prompt"].tolist() == ["a", "d", "g"]
     assert kept["toxicity"].tolist() == [0.9, 0.31, 1.0]
     assert kept.index.tolist() == [0, 1, 2]
@@ -39,15 +40,32 @@ def test_filter_toxic_keeps_rows_strictly_above_threshold():
 def test_filter_toxic_nothing_left():
     table = pd.DataFrame({"prompt": ["a", "b", "c"], "toxicity": [0.1, None, 0.3]})
     with pytest.raises(DetoxError) as info:
-        filter_toxic(table, 0.3, "data.train")
+        filter_toxic(table, 0.3, "data.train", "lower data.toxicity_threshold")
     message = str(info.value)
     assert "data.toxicity_threshold" in message
     assert "data.train" in message and "of 3 rows" in message
 
 
+def test_filter_toxic_without_any_label_says_so():
+    table = pd.DataFrame({"prompt": ["a", "b"], "toxicity": [None, np.nan]})
+    with pytest.raises(DetoxError, match="has no toxicity labels"):
+        filter_toxic(table, 0.3, "data.train", "hint")
+
+
+def test_clean_prompts_drops_blank_and_heading_lines_and_strips():
+    table = pd.DataFrame({"prompt": ["", " = Heading = ", "  text one ", None, " = = Sub = = ",
+                                     "= not a heading = because it goes on", "\n"],
+                          "toxicity": range(7)})
+    cleaned = clean_prompts(table, "data.ood_benign")
+    assert cleaned["prompt"].tolist() == ["text one", "= not a heading = because it goes on"]
+    assert cleaned["toxicity"].tolist() == [2, 5]
+    with pytest.raises(DetoxError, match="blank or a heading"):
+        clean_prompts(table.iloc[[0, 1, 6]], "data.ood_benign")
+
+
 def test_filter_toxic_needs_a_toxicity_column():
     with pytest.raises(DetoxError, match="missing column\\(s\\) toxicity"):
-        filter_toxic(pd.DataFrame({"prompt": ["a"]}), 0.3, "data.train")
+        filter_toxic(pd.DataFrame({"prompt": ["a"]}), 0.3, "data.train", "hint")
 
 
 # --- tokenize_prompts ------------------------------------------------------------------------

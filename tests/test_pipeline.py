@@ -7,37 +7,14 @@ git repo; takes a few minutes on two CPU cores.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+from project import ROOT, copy_project, error_lines, run, set_params
+
 EVAL_PROMPTS = 48
-
-
-def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"),
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def set_params(repo: Path, **overrides) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        *sections, name = dotted.split(".")
-        node = params
-        for section in sections:
-            node = node[section]
-        node[name] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def metrics(repo: Path, name: str) -> dict:
@@ -46,15 +23,8 @@ def metrics(repo: Path, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(PROJECT / name, repo / name)
-    for name in ("stages", "src"):
-        shutil.copytree(PROJECT / name, repo / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    repo = copy_project(tmp_path_factory.mktemp("project"))
     set_params(repo, **{"data.eval_prompts": EVAL_PROMPTS})
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
     run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline")
@@ -73,7 +43,7 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
         assert evaluation[toxic_set]["detoxified"]["mean_toxicity"] <= base / 2
 
     training = metrics(repo, "train")
-    assert training["steps"] == yaml.safe_load((PROJECT / "params.yaml").read_text())["ppo"]["steps"]
+    assert training["steps"] == yaml.safe_load((ROOT / "params.yaml").read_text())["ppo"]["steps"]
     assert training["reward_mean_end"] > training["reward_mean_start"]
     assert 0 < training["trainable_params"] < training["total_params"]
 
@@ -98,7 +68,8 @@ def test_same_seed_gives_identical_metrics(repo):
 
 def test_exp_run_more_layers_trains_more_parameters(repo):
     baseline = metrics(repo, "train")["trainable_params"]
-    run(repo, "dvc", "exp", "run", "-S", "layers=10")
+    # Hydra composes params.yaml from conf/ on `exp run`: the reduced eval size is passed again.
+    run(repo, "dvc", "exp", "run", "-S", "layers=10", "-S", f"data.eval_prompts={EVAL_PROMPTS}")
     assert metrics(repo, "train")["trainable_params"] > baseline
     diff = run(repo, "dvc", "metrics", "diff", "--json").stdout
     assert json.loads(diff)["metrics/train.json"]["trainable_params"]["diff"] > 0
@@ -122,7 +93,7 @@ def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Traceback" not in output
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    errors = error_lines(result)
     assert len(errors) == 1 and f"{param}=" in errors[0], output
     assert not list(repo.rglob(".*.tmp"))
     assert not (repo / "data" / "models" / "detoxified").exists()

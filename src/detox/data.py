@@ -16,13 +16,26 @@ def require_columns(table: pd.DataFrame, columns: list[str], source: str) -> Non
                          f"it has {', '.join(map(str, table.columns))}")
 
 
-def filter_toxic(table: pd.DataFrame, threshold: float, source: str) -> pd.DataFrame:
+def clean_prompts(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Drop blank prompts and wikitext-style ``= Heading =`` lines."""
+    require_columns(table, ["prompt"], source)
+    text = table["prompt"].fillna("").astype(str).str.strip()
+    kept = table[(text != "") & ~text.str.fullmatch(r"=+ .* =+")]
+    if kept.empty:
+        raise DetoxError(f"{source}: every one of its {len(table)} prompts is blank or a heading")
+    return kept.assign(prompt=text[kept.index]).reset_index(drop=True)
+
+
+def filter_toxic(table: pd.DataFrame, threshold: float, source: str, hint: str) -> pd.DataFrame:
     """Rows whose toxicity label is above ``threshold`` (rows without a label are dropped)."""
     require_columns(table, ["prompt", "toxicity"], source)
+    if table["toxicity"].isna().all():
+        raise DetoxError(f"{source}: has no toxicity labels (a toxicity, label or "
+                         "prompt.toxicity column) to filter on")
     kept = table[table["toxicity"].notna() & (table["toxicity"] > threshold)]
     if kept.empty:
         raise DetoxError(f"{source}: no prompt has toxicity > {threshold} "
-                         f"(of {len(table)} rows): lower data.toxicity_threshold")
+                         f"(of {len(table)} rows): {hint}")
     return kept.reset_index(drop=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from detox import DetoxError
@@ -10,12 +12,17 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a slow surprise."""
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a slow surprise.
+
+    Under ``accelerate launch`` each process takes the GPU of its ``LOCAL_RANK``.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DetoxError("params.yaml: model.device='cuda' but no CUDA GPU is visible to torch; "
-                         "set model.device to cpu or auto")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise DetoxError("params.yaml: model.device='cuda' but no CUDA GPU is visible to "
+                             "torch; set model.device to cpu or auto")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
 
 
@@ -23,3 +30,13 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp16" and device.type == "cpu":
         raise DetoxError("params.yaml: model.precision='fp16' needs a GPU; use fp32 or bf16 on CPU")
     return DTYPES[precision]
+
+
+def scorer_dtype(device: torch.device) -> torch.dtype:
+    """The scorer only runs inference: fp16 on a GPU (as the paper), fp32 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of ``accelerate launch``: only rank 0 writes outputs."""
+    return int(os.environ.get("RANK", 0)) == 0

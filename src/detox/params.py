@@ -25,6 +25,7 @@ class DataParams:
     toxicity_threshold: float
     test_fraction: float
     eval_prompts: int
+    train_prompts: int | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class EvalParams:
 
 @dataclass(frozen=True)
 class Params:
+    preset: str
     seed: int
     layers: int
     reward: str
@@ -100,8 +102,9 @@ def _typed(name: str, value: Any, kind: type) -> Any:
         if isinstance(value, str) and value:
             return value
         raise _fail(name, value, "must be a non-empty string")
-    if kind == "str | None":
-        return None if value is None else _typed(name, value, str)
+    if isinstance(kind, str) and kind.endswith(" | None"):
+        inner = {"str": str, "int": int}[kind.removesuffix(" | None")]
+        return None if value is None else _typed(name, value, inner)
     raise TypeError(kind)
 
 
@@ -133,14 +136,15 @@ def parse_params(raw: Any) -> Params:
         raise DetoxError("params.yaml: must be a mapping of params")
     sections = {"data": DataParams, "model": ModelParams, "ppo": PPOParams,
                 "generation": GenerationParams, "eval": EvalParams}
-    known = {"seed", "layers", "reward", *sections}
+    known = {"preset", "seed", "layers", "reward", *sections}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise DetoxError(f"params.yaml: unknown param {unknown[0]}; known: {', '.join(sorted(known))}")
-    for name in ("seed", "layers", "reward"):
+    for name in ("preset", "seed", "layers", "reward"):
         if name not in raw:
             raise DetoxError(f"params.yaml: missing param {name}")
     params = Params(
+        preset=_typed("preset", raw["preset"], str),
         seed=_typed("seed", raw["seed"], int),
         layers=_typed("layers", raw["layers"], int),
         reward=_typed("reward", raw["reward"], str),
@@ -164,6 +168,8 @@ def _check_ranges(p: Params) -> None:
              "must be in [0, 1)")
     _require(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "must be in (0, 1)")
     _require(d.eval_prompts >= 1, "data.eval_prompts", d.eval_prompts, "must be >= 1")
+    _require(d.train_prompts is None or d.train_prompts >= 2, "data.train_prompts",
+             d.train_prompts, "must be null (all) or >= 2")
     m = p.model
     _require(m.precision in PRECISIONS, "model.precision", m.precision,
              f"must be one of {', '.join(PRECISIONS)}")

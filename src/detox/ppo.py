@@ -29,7 +29,7 @@ def ppo_config(params: Params, device: torch.device) -> PPOConfig:
 
 def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
           neutral: int, prompts: list[list[int]], params: Params, device: torch.device,
-          ) -> list[dict[str, float]]:
+          dtype: torch.dtype = torch.float32) -> list[dict[str, float]]:
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``; return one log row per step."""
     trainer = PPOTrainer(ppo_config(params, device), policy, reference, tokenizer)
     rng = np.random.default_rng(params.seed)
@@ -44,7 +44,7 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
         started = time.perf_counter()
         new_tokens = int(rng.integers(generation.min_new_tokens, generation.max_new_tokens + 1))
         responses = generate(policy, tokenizer, batch, new_tokens, generation,
-                             params.seed * 1_000_003 + step)
+                             params.seed * 1_000_003 + step, dtype)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         logits = scorer.logits(texts)
         reward = rewards(logits, params.reward, neutral)

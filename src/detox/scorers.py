@@ -53,13 +53,16 @@ class ClassifierScorer:
     """A Hugging Face sequence classifier, batched, in the requested dtype and device."""
 
     def __init__(self, path: str | Path, device: torch.device, dtype: torch.dtype,
-                 batch_size: int = 64, max_length: int = 512) -> None:
+                 batch_size: int = 64) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
         self.model.to(device).eval()
-        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+        self.device, self.batch_size = device, batch_size
+        # RoBERTa's positions start after the padding index: two fewer than the table holds.
+        positions = getattr(self.model.config, "max_position_embeddings", 514) - 2
+        self.max_length = min(positions, self.tokenizer.model_max_length)
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
 
     @torch.no_grad()

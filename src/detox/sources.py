@@ -1,14 +1,25 @@
 """Source strings -> data. ``builtin:<name>`` is the embedded offline default; anything else is
 a hub id or a local path, loaded with the same ``from_pretrained`` / ``load_dataset`` calls.
 
-Every dataset is normalised to one table: a ``prompt`` column, and for training sets a
-``toxicity`` column (the source's own toxicity label, used by the prepare stage's filter).
+Dataset sources:
+- a file or ``hf://`` URL ending in .csv, .json, .jsonl, .parquet or .txt, read by the matching
+  ``datasets`` builder (``hf://datasets/OxAISH-AL-LLM/wiki_toxic/test.csv``);
+- a hub dataset id or a local dataset folder, with ``?name=<config>&split=<split>`` when needed
+  (``wikitext?name=wikitext-2-raw-v1&split=test``).
+
+Every dataset is normalised to one table: ``prompt`` (text) and ``toxicity`` (the source's own
+toxicity label, NaN where it has none), whatever the source's schema:
+RealToxicityPrompts (``prompt.text``, ``prompt.toxicity``), Jigsaw / civil_comments
+(``comment_text`` or ``text``, ``toxicity``), wiki_toxic (``comment_text``, ``label``),
+wikitext (``text``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
+import numpy as np
 import pandas as pd
 
 from detox import DetoxError
@@ -16,6 +27,24 @@ from detox.builtin import corpus
 
 # Rows drawn from each builtin family; the builtin policy is taught an independent draw.
 BUILTIN_ROWS = {"toxic-prompts": 2500, "ood-toxic": 600, "ood-benign": 600}
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
+                 ".txt": "text"}
+TEXT_COLUMNS = ("prompt", "comment_text", "text")
+LABEL_COLUMNS = ("toxicity", "label")
+
+
+def offline_hint(param: str, source: str, dataset: bool = False) -> str:
+    """How to pre-download ``source`` and point ``param`` at the local copy."""
+    path = source.partition("?")[0]
+    if path.startswith("hf://datasets/"):
+        owner, name, file = path.removeprefix("hf://datasets/").split("/", 2)
+        command = f"huggingface-cli download {owner}/{name} {file} --repo-type dataset"
+        target = f"<folder>/{file}"
+    else:
+        command = f"huggingface-cli download {path}" + (" --repo-type dataset" if dataset else "")
+        target = "<folder>" + (source[len(path):] if dataset else "")
+    return (f"Without network access, download it where there is (`{command} --local-dir "
+            f"<folder>`) and set {param}={target}")
 
 
 def pretrained(auto_class: str, source: str, param: str):
@@ -25,21 +54,92 @@ def pretrained(auto_class: str, source: str, param: str):
     loader = getattr(transformers, auto_class)
     try:
         return loader.from_pretrained(source)
-    except OSError as error:
-        where = "local folder" if Path(source).exists() else "hub id or local path"
+    except (OSError, ValueError) as error:
+        where = "local folder" if Path(source).exists() else "hub id or local folder"
         raise DetoxError(
             f"params.yaml: {param}={source!r}: could not load it as a {where} "
-            f"({str(error).splitlines()[0]}). Without network access, download it elsewhere with "
-            f"`huggingface-cli download {source} --local-dir <folder>` and set {param} to that folder"
+            f"({_first_line(error)}). " + offline_hint(param, source)
         ) from None
 
 
-def load_prompts(source: str, param: str, seed: int) -> pd.DataFrame:
-    """The prompt table named by ``source`` (columns ``prompt`` and, if known, ``toxicity``)."""
+def load_prompts(source: str, param: str, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The normalised prompt table named by ``source`` and a manifest entry describing it."""
     if source.startswith("builtin:"):
-        return _builtin_prompts(source.removeprefix("builtin:"), param, seed)
-    raise DetoxError(f"params.yaml: {param}={source!r}: only builtin: datasets are supported "
-                     f"so far; known: {', '.join('builtin:' + f for f in corpus.FAMILIES)}")
+        table = _builtin_prompts(source.removeprefix("builtin:"), param, seed)
+        return table, {"source": source, "rows": len(table)}
+    dataset, manifest = _load_dataset(source, param)
+    table = normalise(dataset.to_pandas(), f"{param}={source!r}")
+    return table, {**manifest, "rows": len(table), "columns": list(dataset.column_names)}
+
+
+def normalise(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Map a source's schema onto ``prompt`` and ``toxicity`` columns."""
+    column = next((c for c in TEXT_COLUMNS if c in table.columns), None)
+    if column is None:
+        raise DetoxError(f"{where}: no text column (one of {', '.join(TEXT_COLUMNS)}, or "
+                         f"prompt.text); it has {', '.join(map(str, table.columns))}")
+    values = table[column]
+    if values.map(lambda v: isinstance(v, dict)).any():  # RealToxicityPrompts' nested records
+        nested = values.map(lambda v: v if isinstance(v, dict) else {})
+        if not nested.map(lambda v: "text" in v).any():
+            raise DetoxError(f"{where}: column {column} holds records without a 'text' field")
+        texts = nested.map(lambda v: v.get("text"))
+        labels = nested.map(lambda v: v.get("toxicity"))
+    else:
+        texts = values
+        label = next((c for c in LABEL_COLUMNS if c in table.columns), None)
+        labels = table[label] if label else pd.Series(np.nan, index=table.index)
+    return pd.DataFrame({"prompt": texts.astype("string").astype(object),
+                         "toxicity": pd.to_numeric(labels, errors="coerce").astype(float)})
+
+
+def _load_dataset(source: str, param: str):
+    import datasets
+
+    path, _, query = source.partition("?")
+    options = dict(parse_qsl(query))
+    unknown = sorted(set(options) - {"name", "split"})
+    if unknown:
+        raise DetoxError(f"params.yaml: {param}={source!r}: unknown option {unknown[0]!r}; "
+                         "sources take ?name=<config>&split=<split>")
+    builder = FILE_BUILDERS.get(Path(path).suffix.lower())
+    if builder and "://" not in path and not Path(path).is_file():
+        raise DetoxError(f"params.yaml: {param}={source!r}: no such file")
+    try:
+        if builder:
+            dataset = datasets.load_dataset(builder, data_files=path,
+                                            split=options.get("split", "train"))
+        else:
+            dataset = datasets.load_dataset(path, name=options.get("name"),
+                                            split=options.get("split"))
+    except Exception as error:  # datasets raises many types for "not there / not reachable"
+        raise DetoxError(f"params.yaml: {param}={source!r}: could not load it "
+                         f"({type(error).__name__}: {_first_line(error)}). "
+                         + offline_hint(param, source, dataset=True)) from None
+    if isinstance(dataset, datasets.DatasetDict):
+        if len(dataset) != 1:
+            raise DetoxError(f"params.yaml: {param}={source!r} has splits "
+                             f"{', '.join(dataset)}: add ?split=<one of them> to the source")
+        options["split"], dataset = next(iter(dataset.items()))
+    manifest = {"source": source, "split": options.get("split", "train"),
+                "config": options.get("name"), "fingerprint": dataset._fingerprint,
+                "revision": _hub_revision(path) if not (builder or Path(path).exists()) else None}
+    return dataset, manifest
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit of a hub dataset just loaded (so a run is traceable); None if unknown."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(repo_id, timeout=10).sha
+    except Exception:
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _builtin_prompts(family: str, param: str, seed: int) -> pd.DataFrame:

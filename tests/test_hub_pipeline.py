@@ -1,0 +1,104 @@
+"""The whole pipeline through the hub code path (`from_pretrained(<folder>)`, `load_dataset(<file>)`)
+on local fixtures in the real formats, driven by the real `dvc repro`; and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hub_fixtures import jigsaw_csv, rtp_jsonl, wiki_toxic_parquet, wikitext_txt
+from project import copy_project, error_lines, run, set_params
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, tiny_neo_dir, roberta_scorer_dir) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("sources")
+    generic = folder / "generic-labels-scorer"
+    shutil.copytree(roberta_scorer_dir, generic)
+    config = json.loads((generic / "config.json").read_text())
+    config.update(id2label={"0": "LABEL_0", "1": "LABEL_1"}, label2id={"LABEL_0": 0, "LABEL_1": 1})
+    (generic / "config.json").write_text(json.dumps(config))
+    no_text = folder / "no_text.csv"
+    pd.DataFrame({"id": [1, 2], "body": ["a", "b"]}).to_csv(no_text, index=False)
+    return {
+        "rtp": str(rtp_jsonl(folder / "real-toxicity-prompts.jsonl")),
+        "jigsaw": str(jigsaw_csv(folder / "train.csv")),
+        "wiki_toxic": str(wiki_toxic_parquet(folder / "wiki_toxic_test.parquet")),
+        "wikitext": str(wikitext_txt(folder / "wiki.test.raw.txt")),
+        "policy": str(tiny_neo_dir), "scorer": str(roberta_scorer_dir),
+        "generic_scorer": str(generic), "no_text": str(no_text),
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, sources) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("hub-project"))
+    set_params(repo, **{
+        "data.train": sources["rtp"], "data.ood_toxic": sources["wiki_toxic"],
+        "data.ood_benign": sources["wikitext"], "data.prompt_min_tokens": 3,
+        "data.prompt_max_tokens": 6, "data.eval_prompts": 6,
+        "model.policy": sources["policy"], "model.scorer": sources["scorer"],
+        "ppo.steps": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.ppo_epochs": 2,
+        "generation.min_new_tokens": 3, "generation.max_new_tokens": 6, "eval.batch_size": 4,
+    })
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "hub fixtures baseline")
+    return repo
+
+
+def test_pipeline_runs_on_hub_format_fixtures(repo, sources):
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["datasets"]["train"]["source"] == sources["rtp"]
+    assert manifest["datasets"]["train"]["rows"] == len(pd.read_json(sources["rtp"], lines=True))
+    assert manifest["scorer"]["id2label"] == {"0": "nothate", "1": "hate"}
+    assert manifest["policy"]["blocks"] == 12
+
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert evaluation["ood_toxic"]["base"]["n"] == 6  # wiki_toxic rows with label 1
+    benign = pd.read_parquet(repo / "data/prompts/ood_benign.parquet")["prompt"]
+    assert not benign.str.contains("=").any()  # wikitext headings dropped
+    train = pd.read_parquet(repo / "data/prompts/train.parquet")
+    test = pd.read_parquet(repo / "data/prompts/in_distribution.parquet")
+    assert set(train["toxicity"].round(2)) == {0.8}  # RTP: nulls and prompt.toxicity <= 0.3 dropped
+    assert json.loads((repo / "metrics/train.json").read_text())["steps"] == 2
+    assert len(test) > 0 and (repo / "data/models/detoxified/model.safetensors").exists()
+
+
+def test_jigsaw_csv_with_a_row_cap(repo, sources):
+    set_params(repo, **{"data.train": sources["jigsaw"], "data.train_prompts": 10})
+    try:
+        run(repo, "dvc", "repro", "prepare")
+        sizes = [len(pd.read_parquet(repo / f"data/prompts/{name}.parquet"))
+                 for name in ("train", "in_distribution")]
+    finally:
+        run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    assert sizes == [8, 2]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"data.train": "allenai/real-toxicity-prompts?split=train"},
+     "data.train='allenai/real-toxicity-prompts?split=train': could not load it"),
+    ({"data.ood_toxic": "NO_TEXT"}, "no text column"),
+    ({"data.toxicity_threshold": 0.95}, "lower data.toxicity_threshold"),
+    ({"model.scorer": "GENERIC_SCORER"}, "set model.neutral_label"),
+    pytest.param({"model.device": "cuda"}, "model.device='cuda' but no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
+])
+def test_errors_are_one_line_without_traceback(repo, sources, override, message):
+    named = {"NO_TEXT": sources["no_text"], "GENERIC_SCORER": sources["generic_scorer"]}
+    set_params(repo, **{k: named.get(v, v) for k, v in override.items()})
+    try:
+        result = run(repo, "dvc", "repro", check=False)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    errors = error_lines(result)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(errors) == 1 and message in errors[0], result.stdout + result.stderr
+    assert not list(repo.rglob(".*.tmp"))

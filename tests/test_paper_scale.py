@@ -1,0 +1,70 @@
+"""The paper preset's code path at the real model sizes, on CPU (slow: `pytest -m slow`).
+
+A gpt-neo-125m-shaped policy (config only, real vocabulary size, random weights) and a
+roberta-base-shaped scorer go through `dvc repro` with the paper-rtp preset's settings; only the
+sources point at local fixtures and the step counts are cut, so shapes, memory and dtype
+handling are proven at the real size without a download.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from transformers import GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig, RobertaForSequenceClassification
+
+from hub_fixtures import TOXIC, wiki_toxic_parquet, wikitext_txt
+from project import copy_project, run
+from test_presets import composed
+
+pytestmark = pytest.mark.slow
+
+
+def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    policy_dir, scorer_dir = tmp_path / "gpt-neo-125m-shaped", tmp_path / "roberta-base-shaped"
+    GPTNeoForCausalLM(GPTNeoConfig(
+        vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
+        attention_types=[[["global", "local"], 6]], window_size=256, max_position_embeddings=2048,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )).save_pretrained(policy_dir)
+    tokenizer.save_pretrained(policy_dir)
+    RobertaForSequenceClassification(RobertaConfig(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, id2label={0: "nothate", 1: "hate"},
+        label2id={"nothate": 0, "hate": 1},
+    )).save_pretrained(scorer_dir)
+    tokenizer.save_pretrained(scorer_dir)
+
+    # RealToxicityPrompts-shaped prompts long enough for the preset's 30-40 prompt tokens.
+    rtp = tmp_path / "rtp.jsonl"
+    rtp.write_text("".join(
+        json.dumps({"prompt": {"text": " ".join(TOXIC[i:] + TOXIC[:i]) * 2, "toxicity": 0.9},
+                    "continuation": {"text": "x", "toxicity": 0.1}}) + "\n"
+        for i in range(len(TOXIC)) for _ in range(8)))
+
+    repo = copy_project(tmp_path / "project")
+    params = composed("preset=paper-rtp")
+    params["data"].update(train=str(rtp), ood_toxic=str(wiki_toxic_parquet(tmp_path / "wt.parquet")),
+                          ood_benign=str(wikitext_txt(tmp_path / "wiki.txt")), eval_prompts=8)
+    params["model"].update(policy=str(policy_dir), scorer=str(scorer_dir),
+                           precision="bf16", device="cpu")  # fp16 needs a GPU
+    params["ppo"].update(steps=2, ppo_epochs=1)
+    params["eval"].update(batch_size=8)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    run(repo, "dvc", "repro")
+
+    training = json.loads((repo / "metrics/train.json").read_text())
+    assert training["steps"] == 2
+    assert training["trainable_params"] == 56_686_849
+    prompts = [len(ids) for ids in pd.read_parquet(
+        repo / "data/prompts/train.parquet")["input_ids"]]
+    assert 30 <= min(prompts) and max(prompts) <= 40
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert evaluation["in_distribution"]["detoxified"]["n"] > 0
+    assert Path(repo / "data/models/detoxified/model.safetensors").stat().st_size > 400e6

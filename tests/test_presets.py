@@ -1,0 +1,49 @@
+"""conf/ (Hydra, composed by `dvc exp run`) and params.yaml stay one and the same; presets are valid."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from detox.params import parse_params
+from project import ROOT
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "preset").glob("*.yaml"))
+
+
+def composed(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))
+
+
+def test_params_yaml_is_the_composed_default():
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == composed()
+    assert composed()["preset"] == "offline"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_to_valid_params(preset):
+    params = parse_params(composed(f"preset={preset}"))
+    assert params.preset == preset
+
+
+def test_paper_presets_use_the_papers_models_and_sets():
+    rtp, jigsaw = composed("preset=paper-rtp"), composed("preset=paper-jigsaw")
+    assert rtp["model"]["policy"] == "EleutherAI/gpt-neo-125m"
+    assert rtp["model"]["scorer"] == "facebook/roberta-hate-speech-dynabench-r4-target"
+    assert rtp["layers"] == 8 and rtp["data"]["test_fraction"] == 0.2
+    assert rtp["data"]["train"].startswith("allenai/real-toxicity-prompts")
+    assert "wiki_toxic" in rtp["data"]["ood_toxic"] and "wikitext" in rtp["data"]["ood_benign"]
+    # Jigsaw differs from RTP only in its training data.
+    assert {k: v for k, v in jigsaw.items() if k not in ("data", "preset")} == \
+        {k: v for k, v in rtp.items() if k not in ("data", "preset")}
+    assert jigsaw["data"]["train"].startswith("google/civil_comments")
+    assert jigsaw["data"]["train_prompts"] == 10977
+
+
+def test_overrides_apply_on_top_of_a_preset():
+    params = composed("preset=paper-rtp", "layers=10", "reward=neutral_softmax")
+    assert params["layers"] == 10 and params["reward"] == "neutral_softmax"
+    assert params["model"]["policy"] == "EleutherAI/gpt-neo-125m"

@@ -1,8 +1,8 @@
-"""download: every external input -> data/raw (prompt tables), data/models/{base,scorer}."""
+"""download: every external input -> data/raw (prompt tables + manifest), data/models/*."""
 
 from detox.io import atomic_path, write_frame, write_json
 from detox.params import Params
-from detox.policy import snapshot_policy
+from detox.policy import FOLLOWS_POLICY, snapshot_policy
 from detox.scorers import snapshot_scorer
 from detox.sources import load_prompts
 from detox.stage import run_stage
@@ -11,20 +11,28 @@ DATASETS = ("train", "ood_toxic", "ood_benign")
 
 
 def main(params: Params) -> None:
-    # All three outputs appear together or not at all.
+    model = params.model
+    # All outputs appear together or not at all.
     with (atomic_path("data/raw") as raw, atomic_path("data/models/base") as policy_dir,
-          atomic_path("data/models/scorer") as scorer_dir):
+          atomic_path("data/models/scorer") as scorer_dir,
+          atomic_path("data/models/judge") as judge_dir,
+          atomic_path("data/models/fluency") as fluency_dir):
         raw.mkdir()
-        datasets = {}
+        manifest = {"datasets": {}}
         for name in DATASETS:
             source = getattr(params.data, name)
-            table, datasets[name] = load_prompts(source, f"data.{name}", params.seed)
+            table, manifest["datasets"][name] = load_prompts(source, f"data.{name}", params.seed)
             write_frame(raw / f"{name}.parquet", table)
-        manifest = {
-            "datasets": datasets,
-            "scorer": snapshot_scorer(params.model.scorer, scorer_dir),
-            "policy": snapshot_policy(params.model.policy, policy_dir, params.seed),
-        }
+        manifest["scorer"] = snapshot_scorer(model.scorer, scorer_dir)
+        manifest["judge"] = snapshot_scorer(model.judge, judge_dir, "model.judge")
+        if model.fluency_lm is None:
+            fluency_dir.mkdir()
+            write_json(fluency_dir / FOLLOWS_POLICY, {"fluency_lm": "the base policy"})
+            manifest["fluency_lm"] = None
+        else:
+            manifest["fluency_lm"] = snapshot_policy(model.fluency_lm, fluency_dir, params.seed,
+                                                     "model.fluency_lm")
+        manifest["policy"] = snapshot_policy(model.policy, policy_dir, params.seed)
         write_json(raw / "manifest.json", manifest)
 
 

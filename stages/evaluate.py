@@ -1,4 +1,7 @@
-"""evaluate: base and detoxified rollouts on each eval set, scored -> metrics/eval.json, plots."""
+"""evaluate: k continuations per prompt from the base and detoxified policies on each eval set,
+scored by the reward scorer, an independent judge and a fluency LM -> metrics, plots, report."""
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -6,9 +9,10 @@ from detox.device import resolve_device, resolve_dtype, scorer_dtype
 from detox.io import atomic_path, write_frame, write_json
 from detox.metrics import eval_metrics
 from detox.params import Params
-from detox.plots import toxicity_bars, toxicity_table
-from detox.policy import load_causal_lm, load_tokenizer
-from detox.rollouts import continuations
+from detox.plots import fluency_vs_toxicity, toxicity_bars, toxicity_histograms, toxicity_table
+from detox.policy import fluency_lm_path, load_causal_lm, load_tokenizer
+from detox.report import render
+from detox.rollouts import continuation_nll, rollout_table
 from detox.scorers import load_scorer, neutral_index, toxicity
 from detox.stage import run_stage
 
@@ -17,12 +21,10 @@ MODELS = ("base", "detoxified")
 
 
 def main(params: Params) -> None:
-    device = resolve_device(params.model.device)
-    dtype = resolve_dtype(params.model.precision, device)
+    model_params, eval_params = params.model, params.eval
+    device = resolve_device(model_params.device)
+    dtype = resolve_dtype(model_params.precision, device)
     tokenizer = load_tokenizer("data/models/base")
-    scorer = load_scorer("data/models/scorer", device, scorer_dtype(device),
-                         params.eval.batch_size)
-    neutral = neutral_index(scorer.id2label, params.model.neutral_label)
     prompts = {name: pd.read_parquet(f"data/prompts/{name}.parquet") for name in EVAL_SETS}
 
     rollouts: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in EVAL_SETS}
@@ -30,15 +32,36 @@ def main(params: Params) -> None:
         model = load_causal_lm(f"data/models/{model_name}", device)
         for name, table in prompts.items():
             # Same prompts and seed for both models: the comparison is paired.
-            texts = continuations(model, tokenizer, table["input_ids"].map(list).tolist(),
-                                  params.generation, params.eval.batch_size, params.seed, dtype,
-                                  desc=f"{model_name} on {name}")
-            rollouts[name][model_name] = pd.DataFrame({
-                "prompt": table["prompt"], "continuation": texts,
-                "toxicity": toxicity(scorer.logits(texts), neutral).round(6),
-            })
+            rollouts[name][model_name] = rollout_table(
+                model, tokenizer, table, eval_params.samples_per_prompt, params.generation,
+                eval_params.batch_size, params.seed, dtype, desc=f"{model_name} on {name}")
+        del model
 
-    metrics = eval_metrics(rollouts)
+    # Scored all at once: one pass of each scorer over every continuation.
+    everything = pd.concat([frame.assign(eval_set=name, model=model_name)
+                            for name, by_model in rollouts.items()
+                            for model_name, frame in by_model.items()], ignore_index=True)
+    texts = everything["continuation"].tolist()
+    for column, folder, label, param in (
+            ("toxicity", "scorer", model_params.neutral_label, "model.neutral_label"),
+            ("judge_toxicity", "judge", model_params.judge_neutral_label,
+             "model.judge_neutral_label")):
+        scorer = load_scorer(f"data/models/{folder}", device, scorer_dtype(device),
+                             eval_params.batch_size)
+        neutral = neutral_index(scorer.id2label, label, param)
+        everything[column] = toxicity(scorer.logits(texts), neutral).round(6)
+        del scorer
+    fluency_path = fluency_lm_path()
+    everything["nll"], everything["tokens"] = continuation_nll(
+        load_causal_lm(fluency_path, device), load_tokenizer(fluency_path),
+        everything["prompt"].tolist(), texts, eval_params.batch_size)
+    rollouts = {name: {model_name: everything[(everything["eval_set"] == name)
+                                              & (everything["model"] == model_name)]
+                       .drop(columns=["eval_set", "model"]).reset_index(drop=True)
+                       for model_name in MODELS} for name in EVAL_SETS}
+
+    metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
+    title = f"{model_params.policy}, {params.layers} trainable blocks, {params.reward}"
     with atomic_path("data/rollouts") as out:
         out.mkdir()
         for name, by_model in rollouts.items():
@@ -46,8 +69,11 @@ def main(params: Params) -> None:
                         pd.concat(by_model, names=["model"]).reset_index(level=0))
     write_json("metrics/eval.json", metrics)
     write_frame("plots/eval_toxicity.csv", toxicity_table(metrics))
-    toxicity_bars(metrics, "plots/toxicity.png",
-                  f"{params.model.policy}, {params.layers} trainable blocks, {params.reward}")
+    toxicity_bars(metrics, "plots/toxicity.png", title)
+    toxicity_histograms(rollouts, "plots/toxicity_histograms.png")
+    fluency_vs_toxicity(metrics, "plots/fluency_vs_toxicity.png")
+    with atomic_path("metrics/report.md") as tmp:
+        Path(tmp).write_text(render(metrics, rollouts, title))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def repo(tmp_path_factory, sources) -> Path:
         "model.policy": sources["policy"], "model.scorer": sources["scorer"],
         "ppo.steps": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.ppo_epochs": 2,
         "generation.min_new_tokens": 3, "generation.max_new_tokens": 6, "eval.batch_size": 4,
+        "eval.samples_per_prompt": 2, "model.judge": sources["scorer"],
     })
     run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
@@ -58,9 +59,10 @@ def test_pipeline_runs_on_hub_format_fixtures(repo, sources):
     assert manifest["datasets"]["train"]["rows"] == len(pd.read_json(sources["rtp"], lines=True))
     assert manifest["scorer"]["id2label"] == {"0": "nothate", "1": "hate"}
     assert manifest["policy"]["blocks"] == 12
+    assert manifest["judge"]["source"] == sources["scorer"] and manifest["fluency_lm"] is None
 
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    assert evaluation["ood_toxic"]["base"]["n"] == 6  # wiki_toxic rows with label 1
+    assert evaluation["ood_toxic"]["base"]["prompts"] == 6  # wiki_toxic rows with label 1
     benign = pd.read_parquet(repo / "data/prompts/ood_benign.parquet")["prompt"]
     assert not benign.str.contains("=").any()  # wikitext headings dropped
     train = pd.read_parquet(repo / "data/prompts/train.parquet")

@@ -51,10 +51,10 @@ def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
     params = composed("preset=paper-rtp")
     params["data"].update(train=str(rtp), ood_toxic=str(wiki_toxic_parquet(tmp_path / "wt.parquet")),
                           ood_benign=str(wikitext_txt(tmp_path / "wiki.txt")), eval_prompts=8)
-    params["model"].update(policy=str(policy_dir), scorer=str(scorer_dir),
-                           precision="bf16", device="cpu")  # fp16 needs a GPU
+    params["model"].update(policy=str(policy_dir), scorer=str(scorer_dir), judge=str(scorer_dir),
+                           fluency_lm=None, precision="bf16", device="cpu")  # fp16 needs a GPU
     params["ppo"].update(steps=2, ppo_epochs=1)
-    params["eval"].update(batch_size=8)
+    params["eval"].update(batch_size=8, samples_per_prompt=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     run(repo, "dvc", "repro")

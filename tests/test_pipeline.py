@@ -34,10 +34,15 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_detoxifies_and_writes_declared_outputs(repo):
     evaluation = metrics(repo, "eval")
     assert set(evaluation) == {"in_distribution", "ood_toxic", "ood_benign"}
+    k = yaml.safe_load((ROOT / "params.yaml").read_text())["eval"]["samples_per_prompt"]
     for by_model in evaluation.values():
-        for summary in by_model.values():
-            assert summary["n"] == EVAL_PROMPTS
-            assert 0 <= summary["mean_toxicity"] <= 1
+        for model in ("base", "detoxified"):
+            summary = by_model[model]
+            assert summary["prompts"] == EVAL_PROMPTS and summary["n"] == EVAL_PROMPTS * k
+            assert 0 <= summary["mean_toxicity"] <= summary["expected_max_toxicity"] <= 1
+            assert summary["perplexity"] > 1
+        difference = by_model["detoxified_minus_base"]["mean_toxicity"]
+        assert difference["ci_low"] <= difference["diff"] <= difference["ci_high"]
     for toxic_set in ("in_distribution", "ood_toxic"):
         base = evaluation[toxic_set]["base"]["mean_toxicity"]
         assert evaluation[toxic_set]["detoxified"]["mean_toxicity"] <= base / 2
@@ -47,7 +52,10 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
     assert training["reward_mean_end"] > training["reward_mean_start"]
     assert 0 < training["trainable_params"] < training["total_params"]
 
+    report = (repo / "metrics/report.md").read_text()
+    assert "## Base model performance" in report and "Exp. Max Toxicity" in report
     for path in ("data/models/detoxified/config.json", "plots/toxicity.png",
+                 "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png",
                  "plots/train_curve.csv", "plots/eval_toxicity.csv",
                  "data/rollouts/ood_benign.parquet", "data/raw/manifest.json"):
         assert (repo / path).is_file(), path

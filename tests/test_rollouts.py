@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 import pytest
 import torch
 
 from detox.builtin import corpus
 from detox.params import GenerationParams
-from detox.rollouts import continuations, generate
+from detox.metrics import perplexity
+from detox.rollouts import continuation_nll, continuations, generate, rollout_table
 
 SAMPLE = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=0, top_p=1.0)
 GREEDY = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=1, top_p=1.0)
@@ -136,3 +140,46 @@ def test_generate_under_bfloat16_autocast(tiny_neo, tokenizer, queries):
     assert len(responses) == len(queries)
     assert all(1 <= len(r) <= 6 for r in responses)
     assert all(0 <= int(t) < len(tokenizer) for r in responses for t in r)
+
+
+# --- continuation_nll (fluency) ------------------------------------------------------------
+
+def test_uniform_model_has_perplexity_equal_to_vocabulary_size(make_tiny_neo, tokenizer):
+    model = make_tiny_neo(seed=0)
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()  # tied lm_head: every logit is 0, uniform next token
+    prompts, texts = ["the river is", "shut up"], [" located in the north .", " you clown"]
+    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2)
+    expected_tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert tokens.tolist() == expected_tokens
+    assert nll == pytest.approx(np.array(expected_tokens) * math.log(model.config.vocab_size),
+                                rel=1e-5)
+    assert perplexity(nll, tokens) == pytest.approx(model.config.vocab_size, rel=1e-4)
+
+
+def test_continuation_nll_matches_a_manual_log_likelihood(make_tiny_neo, tokenizer):
+    model = make_tiny_neo(seed=3)
+    prompts = ["the old castle near the bridge", "you are a"]
+    texts = [" is known for its history .", " stupid clown"]
+    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2)
+    for i, (prompt, text) in enumerate(zip(prompts, texts)):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            log_probs = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
+        manual = -sum(log_probs[len(p) + j - 1, token].item() for j, token in enumerate(c))
+        assert tokens[i] == len(c)
+        assert nll[i] == pytest.approx(manual, rel=1e-4)  # padding in the batch changes nothing
+
+
+def test_rollout_table_has_k_rows_per_prompt_in_order(tiny_neo, tokenizer):
+    prompts = pd.DataFrame({"prompt": ["shut up", "the river"],
+                            "input_ids": [tokenizer("shut up")["input_ids"],
+                                          tokenizer("the river")["input_ids"]]})
+    generation = GenerationParams(min_new_tokens=2, max_new_tokens=4, top_k=0, top_p=1.0)
+    table = rollout_table(tiny_neo, tokenizer, prompts, 3, generation, batch_size=4, seed=0)
+    assert table["prompt_id"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert table["sample"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert table["prompt"].tolist() == ["shut up"] * 3 + ["the river"] * 3
+    again = rollout_table(tiny_neo, tokenizer, prompts, 3, generation, batch_size=4, seed=0)
+    assert again["continuation"].tolist() == table["continuation"].tolist()

@@ -10,7 +10,7 @@ import torch
 from profanity_check import predict_prob
 
 from detox import DetoxError
-from detox.scorers import (BUILTIN_MARKER, ClassifierScorer, ProfanityCheckScorer, load_scorer,
+from detox.scorers import (BUILTIN_MARKER, ClassifierScorer, PackagedScorer, load_scorer,
                            neutral_index, rewards, snapshot_scorer, toxicity)
 
 TEXTS = ["you are a stupid idiot and a damn loser", "have a lovely day , thanks for the help",
@@ -22,7 +22,7 @@ CPU = torch.device("cpu")
 # --- profanity-check -------------------------------------------------------------------------
 
 def test_profanity_check_softmax_gives_back_its_probabilities():
-    logits = ProfanityCheckScorer().logits(TEXTS)
+    logits = PackagedScorer("profanity-check").logits(TEXTS)
     assert logits.shape == (len(TEXTS), 2) and logits.dtype == torch.float32
     expected = predict_prob(TEXTS)
     assert expected.min() < 0.5 < expected.max()  # the texts span both classes
@@ -32,7 +32,7 @@ def test_profanity_check_softmax_gives_back_its_probabilities():
 
 
 def test_profanity_check_toxicity_is_its_probability():
-    scorer = ProfanityCheckScorer()
+    scorer = PackagedScorer("profanity-check")
     neutral = neutral_index(scorer.id2label, None)
     assert scorer.id2label[neutral] == "neutral"
     np.testing.assert_allclose(toxicity(scorer.logits(TEXTS), neutral), predict_prob(TEXTS),
@@ -40,9 +40,9 @@ def test_profanity_check_toxicity_is_its_probability():
 
 
 def test_profanity_check_empty_input():
-    assert ProfanityCheckScorer().logits([]).shape == (0, 2)
+    assert PackagedScorer("profanity-check").logits([]).shape == (0, 2)
     # an empty continuation (eos first) is scored, not an error
-    logits = ProfanityCheckScorer().logits(["", "damn"])
+    logits = PackagedScorer("profanity-check").logits(["", "damn"])
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
 
 
@@ -50,7 +50,7 @@ def test_builtin_scorer_snapshot_and_load(tmp_path):
     manifest = snapshot_scorer("builtin:profanity-check", tmp_path / "scorer")
     assert (tmp_path / "scorer" / BUILTIN_MARKER).exists()
     assert manifest["package"] == "alt-profanity-check"
-    assert isinstance(load_scorer(tmp_path / "scorer", CPU, torch.float32), ProfanityCheckScorer)
+    assert isinstance(load_scorer(tmp_path / "scorer", CPU, torch.float32), PackagedScorer)
 
 
 def test_unknown_builtin_scorer(tmp_path):
@@ -59,7 +59,29 @@ def test_unknown_builtin_scorer(tmp_path):
     assert not (tmp_path / "scorer").exists()
 
 
+def test_better_profanity_judge_is_its_word_list(tmp_path):
+    from better_profanity import profanity
+
+    snapshot_scorer("builtin:better-profanity", tmp_path / "judge", "model.judge")
+    judge = load_scorer(tmp_path / "judge", CPU, torch.float32)
+    assert isinstance(judge, PackagedScorer) and judge.name == "better-profanity"
+    flags = [profanity.contains_profanity(text) for text in TEXTS]
+    assert any(flags) and not all(flags)
+    scores = toxicity(judge.logits(TEXTS), neutral_index(judge.id2label, None))
+    np.testing.assert_allclose(scores, np.array(flags, dtype=float), atol=1e-5)
+
+
+def test_unknown_builtin_judge_names_its_param(tmp_path):
+    with pytest.raises(DetoxError, match=r"model\.judge='builtin:nope'"):
+        snapshot_scorer("builtin:nope", tmp_path / "judge", "model.judge")
+
+
 # --- neutral label ---------------------------------------------------------------------------
+
+def test_neutral_index_error_names_the_given_param():
+    with pytest.raises(DetoxError, match="set model.judge_neutral_label"):
+        neutral_index({0: "LABEL_0", 1: "LABEL_1"}, None, "model.judge_neutral_label")
+
 
 def test_neutral_index_finds_nothate():
     assert neutral_index({0: "nothate", 1: "hate"}, None) == 0

@@ -33,6 +33,9 @@ class ModelParams:
     policy: str
     scorer: str
     neutral_label: str | None
+    judge: str
+    judge_neutral_label: str | None
+    fluency_lm: str | None
     precision: str
     device: str
 
@@ -60,6 +63,8 @@ class GenerationParams:
 @dataclass(frozen=True)
 class EvalParams:
     batch_size: int
+    samples_per_prompt: int
+    bootstrap_resamples: int
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,12 @@ def _check_ranges(p: Params) -> None:
              f"must be >= generation.min_new_tokens ({g.min_new_tokens})")
     _require(g.top_k >= 0, "generation.top_k", g.top_k, "must be >= 0 (0 disables top-k)")
     _require(0 < g.top_p <= 1, "generation.top_p", g.top_p, "must be in (0, 1]")
-    _require(p.eval.batch_size >= 1, "eval.batch_size", p.eval.batch_size, "must be >= 1")
+    e = p.eval
+    _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, "must be >= 1")
+    _require(e.samples_per_prompt >= 1, "eval.samples_per_prompt", e.samples_per_prompt,
+             "must be >= 1")
+    _require(e.bootstrap_resamples >= 100, "eval.bootstrap_resamples", e.bootstrap_resamples,
+             "must be >= 100")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

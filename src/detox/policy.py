@@ -11,14 +11,16 @@ from trl import AutoModelForCausalLMWithValueHead, create_reference_model
 from detox import DetoxError
 
 BUILTIN_POLICIES = ("tiny-gpt-neo",)
+# Marker in data/models/fluency when perplexity is measured under the base policy itself.
+FOLLOWS_POLICY = "same_as_policy.json"
 
 
-def snapshot_policy(source: str, dest: Path, seed: int) -> dict:
-    """Save the policy named by ``source`` (and its tokenizer, pad = eos) into ``dest``."""
+def snapshot_policy(source: str, dest: Path, seed: int, param: str = "model.policy") -> dict:
+    """Save the causal LM named by ``source`` (and its tokenizer, pad = eos) into ``dest``."""
     if source.startswith("builtin:"):
         name = source.removeprefix("builtin:")
         if name not in BUILTIN_POLICIES:
-            raise DetoxError(f"params.yaml: model.policy={source!r} is invalid: builtin policies "
+            raise DetoxError(f"params.yaml: {param}={source!r} is invalid: builtin policies "
                              f"are {', '.join('builtin:' + n for n in BUILTIN_POLICIES)}")
         from detox.builtin.tiny_model import build_policy
 
@@ -27,8 +29,8 @@ def snapshot_policy(source: str, dest: Path, seed: int) -> dict:
     else:
         from detox.sources import pretrained
 
-        model = pretrained("AutoModelForCausalLM", source, "model.policy")
-        tokenizer = pretrained("AutoTokenizer", source, "model.policy")
+        model = pretrained("AutoModelForCausalLM", source, param)
+        tokenizer = pretrained("AutoTokenizer", source, param)
         revision = getattr(model.config, "_commit_hash", None)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -49,6 +51,12 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausalLM:
     """A frozen policy for evaluation, kept in fp32 (autocast handles lower precision)."""
     return AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+
+
+def fluency_lm_path(folder: str | Path = "data/models/fluency",
+                    policy: str | Path = "data/models/base") -> Path:
+    """Where the fluency LM is: its own snapshot, or the base policy when none was configured."""
+    return Path(policy) if (Path(folder) / FOLLOWS_POLICY).exists() else Path(folder)
 
 
 def load_trainable(path: str | Path, layers: int, device: torch.device, seed: int,

@@ -1,8 +1,8 @@
 """Toxicity scorers (two-or-more-class logits per text) and the reward transforms on top.
 
 A scorer is loaded from the snapshot that ``download`` writes under ``data/models/scorer``:
-either a Hugging Face sequence classifier (``save_pretrained`` folder) or a marker file for the
-builtin profanity-check scorer.
+either a Hugging Face sequence classifier (``save_pretrained`` folder) or a marker file naming
+a builtin (packaged) scorer. The independent judge of the evaluation is loaded the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 
 from detox import DetoxError
 
-BUILTIN_SCORERS = ("profanity-check",)
+BUILTIN_SCORERS = ("profanity-check", "better-profanity")
+PACKAGES = {"profanity-check": "alt-profanity-check", "better-profanity": "better-profanity"}
 BUILTIN_MARKER = "builtin_scorer.json"
 # Labels that mean "not toxic" in common toxicity classifiers (dynabench: nothate/hate).
 NEUTRAL_LABELS = ("neutral", "nothate", "not_hate", "non-toxic", "non_toxic", "nontoxic",
@@ -30,23 +31,37 @@ class Scorer(Protocol):
         """Float32 CPU tensor of shape (len(texts), len(id2label))."""
 
 
-class ProfanityCheckScorer:
-    """alt-profanity-check (a linear SVM shipped in its PyPI package) as two-class logits.
+class PackagedScorer:
+    """A toxicity classifier shipped inside a PyPI package, as two-class logits.
 
-    The logits are centred, [-z/2, z/2] with z the log-odds of its toxic probability, so that
-    softmax gives back its probabilities and the neutral logit is a smooth, symmetric reward.
+    ``profanity-check``: alt-profanity-check's linear SVM probability (the offline reward).
+    ``better-profanity``: better-profanity's word list, 1 if a text holds a listed word, else 0
+    (the offline independent judge: a lexicon, not a trained model).
+
+    The logits are centred, [-z/2, z/2] with z the log-odds of the toxic probability, so that
+    softmax gives back the probability and the neutral logit is a smooth, symmetric reward.
     """
 
     id2label = {0: "neutral", 1: "toxic"}
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        from profanity_check import predict_prob
+    def __init__(self, name: str) -> None:
+        if name not in BUILTIN_SCORERS:
+            raise ValueError(f"unknown packaged scorer {name!r}")
+        self.name = name
 
-        if not texts:
-            return torch.zeros(0, 2)
-        p_toxic = np.clip(predict_prob(list(texts)), 1e-6, 1 - 1e-6)
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        if self.name == "profanity-check":
+            from profanity_check import predict_prob
+
+            return predict_prob(list(texts)) if texts else np.zeros(0)
+        from better_profanity import profanity
+
+        return np.array([float(profanity.contains_profanity(text)) for text in texts])
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        p_toxic = np.clip(self.probabilities(texts), 1e-6, 1 - 1e-6)
         log_odds = torch.tensor(np.log(p_toxic) - np.log1p(-p_toxic), dtype=torch.float32)
-        return torch.stack([-log_odds / 2, log_odds / 2], dim=1)
+        return torch.stack([-log_odds / 2, log_odds / 2], dim=1).reshape(len(texts), 2)
 
 
 class ClassifierScorer:
@@ -76,25 +91,27 @@ class ClassifierScorer:
         return torch.cat(out)
 
 
-def snapshot_scorer(source: str, dest: Path) -> dict:
+def snapshot_scorer(source: str, dest: Path, param: str = "model.scorer") -> dict:
     """Materialise the scorer named by ``source`` into the folder ``dest``; return its manifest."""
     if source.startswith("builtin:"):
         name = source.removeprefix("builtin:")
         if name not in BUILTIN_SCORERS:
-            raise DetoxError(f"params.yaml: model.scorer={source!r} is invalid: builtin scorers "
+            raise DetoxError(f"params.yaml: {param}={source!r} is invalid: builtin scorers "
                              f"are {', '.join('builtin:' + n for n in BUILTIN_SCORERS)}")
-        import profanity_check  # noqa: F401  (fail here, not in train, if it is not installed)
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            manifest = {"source": source, "package": PACKAGES[name],
+                        "version": version(PACKAGES[name])}
+        except PackageNotFoundError:
+            raise DetoxError(f"{param}={source!r} needs `pip install {PACKAGES[name]}`") from None
         dest.mkdir(parents=True)
-        manifest = {"source": source, "package": "alt-profanity-check",
-                    "version": version("alt-profanity-check")}
         (dest / BUILTIN_MARKER).write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
     from detox.sources import pretrained
 
-    model = pretrained("AutoModelForSequenceClassification", source, "model.scorer")
-    tokenizer = pretrained("AutoTokenizer", source, "model.scorer")
+    model = pretrained("AutoModelForSequenceClassification", source, param)
+    tokenizer = pretrained("AutoTokenizer", source, param)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return {"source": source, "revision": getattr(model.config, "_commit_hash", None),
@@ -105,25 +122,27 @@ def load_scorer(path: str | Path, device: torch.device, dtype: torch.dtype,
                 batch_size: int = 64) -> Scorer:
     path = Path(path)
     if (path / BUILTIN_MARKER).exists():
-        return ProfanityCheckScorer()
+        source = json.loads((path / BUILTIN_MARKER).read_text())["source"]
+        return PackagedScorer(source.removeprefix("builtin:"))
     if not (path / "config.json").exists():
         raise DetoxError(f"{path} holds no scorer: run the download stage (dvc repro)")
     return ClassifierScorer(path, device, dtype, batch_size)
 
 
-def neutral_index(id2label: dict[int, str], neutral_label: str | None) -> int:
+def neutral_index(id2label: dict[int, str], neutral_label: str | None,
+                  param: str = "model.neutral_label") -> int:
     """Index of the non-toxic label: the param if set, else a well-known name from id2label."""
     by_name = {label.lower(): index for index, label in id2label.items()}
     if neutral_label is not None:
         if neutral_label.lower() not in by_name:
-            raise DetoxError(f"params.yaml: model.neutral_label={neutral_label!r} is not a label "
-                             f"of the scorer; its labels are {sorted(id2label.values())}")
+            raise DetoxError(f"params.yaml: {param}={neutral_label!r} is not a label of the "
+                             f"classifier; its labels are {sorted(id2label.values())}")
         return by_name[neutral_label.lower()]
     for name in NEUTRAL_LABELS:
         if name in by_name:
             return by_name[name]
-    raise DetoxError(f"the scorer's labels {sorted(id2label.values())} include no recognisable "
-                     "neutral label: set model.neutral_label in params.yaml to the non-toxic one")
+    raise DetoxError(f"the classifier's labels {sorted(id2label.values())} include no "
+                     f"recognisable neutral label: set {param} in params.yaml to the non-toxic one")
 
 
 def toxicity(logits: torch.Tensor, neutral: int) -> np.ndarray:

@@ -143,7 +143,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _builtin_prompts(family: str, param: str, seed: int) -> pd.DataFrame:
-    from detox.scorers import ProfanityCheckScorer, toxicity
+    from detox.scorers import PackagedScorer, toxicity
 
     if family not in corpus.FAMILIES:
         raise DetoxError(f"params.yaml: {param}='builtin:{family}' is invalid: builtin datasets "
@@ -151,5 +151,5 @@ def _builtin_prompts(family: str, param: str, seed: int) -> pd.DataFrame:
     rows = corpus.generate(family, BUILTIN_ROWS[family], seed)
     table = pd.DataFrame({"prompt": [row["prompt"] for row in rows]})
     # Like RealToxicityPrompts' Perspective scores: a label of the prompt, not of the policy.
-    table["toxicity"] = toxicity(ProfanityCheckScorer().logits(table["prompt"].tolist()), 0)
+    table["toxicity"] = toxicity(PackagedScorer("profanity-check").logits(table["prompt"].tolist()), 0)
     return table

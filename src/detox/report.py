@@ -1,0 +1,58 @@
+"""The markdown report: the paper's tables plus the extra metrics, CIs and example rollouts."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+COLUMNS = [  # (metrics key, header, decimals)
+    ("mean_toxicity", "Mean Toxicity", 4), ("std_toxicity", "Std Toxicity", 4),
+    ("expected_max_toxicity", "Exp. Max Toxicity", 4),
+    ("toxicity_probability", "Toxicity Prob.", 3),
+    ("judge_mean_toxicity", "Judge Mean Tox.", 4), ("perplexity", "Perplexity", 2),
+    ("distinct_1", "Dist-1", 3), ("distinct_2", "Dist-2", 3), ("distinct_3", "Dist-3", 3),
+]
+DIFFERENCES = [("mean_toxicity", "Mean Toxicity"), ("expected_max_toxicity", "Exp. Max Toxicity"),
+               ("judge_mean_toxicity", "Judge Mean Tox.")]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _cell(text: str, limit: int = 90) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render(metrics: dict, rollouts: dict[str, dict[str, pd.DataFrame]], title: str,
+           examples: int = 3) -> str:
+    first = next(iter(metrics.values()))["base"]
+    parts = [
+        f"# Detoxification report: {title}",
+        f"{first['prompts']} prompts per eval set, {first['samples_per_prompt']} continuations "
+        "per prompt, the same prompts and seeds for both models. Toxicity is the reward "
+        "scorer's; the judge is an independent classifier; perplexity is under the fluency LM; "
+        "Dist-n is distinct n-grams / all n-grams over the continuations.",
+    ]
+    for model, heading in (("base", "Base model performance"),
+                           ("detoxified", "Fine-tuned model performance")):
+        rows = [[eval_set] + [f"{by_model[model][key]:.{digits}f}" for key, _, digits in COLUMNS]
+                for eval_set, by_model in metrics.items()]
+        parts += [f"## {heading}", _table(["Dataset id"] + [h for _, h, _ in COLUMNS], rows)]
+    rows = [[eval_set] + [f"{d[key]['diff']:+.4f} [{d[key]['ci_low']:+.4f}, {d[key]['ci_high']:+.4f}]"
+                          for key, _ in DIFFERENCES]
+            for eval_set, by_model in metrics.items()
+            for d in [by_model["detoxified_minus_base"]]]
+    parts += ["## Detoxified minus base (95% bootstrap CI, paired by prompt)",
+              _table(["Dataset id"] + [h for _, h in DIFFERENCES], rows)]
+    parts.append("## Examples (first continuation of the first prompts)")
+    for eval_set, by_model in rollouts.items():
+        base, detoxified = (by_model[m][by_model[m]["sample"] == 0].head(examples)
+                            for m in ("base", "detoxified"))
+        rows = [[_cell(b.prompt), f"{_cell(b.continuation)} ({b.toxicity:.2f})",
+                 f"{_cell(d.continuation)} ({d.toxicity:.2f})"]
+                for b, d in zip(base.itertuples(), detoxified.itertuples())]
+        parts += [f"### {eval_set}", _table(["prompt", "base (toxicity)", "detoxified (toxicity)"],
+                                            rows)]
+    return "\n\n".join(parts) + "\n"

@@ -1,6 +1,6 @@
 """download: every external input -> data/raw (prompt tables + manifest), data/models/*."""
 
-from detox.io import atomic_path, write_frame, write_json
+from detox.io import atomic_paths, write_frame, write_json
 from detox.params import Params
 from detox.policy import FOLLOWS_POLICY, snapshot_policy
 from detox.scorers import snapshot_scorer
@@ -13,10 +13,9 @@ DATASETS = ("train", "ood_toxic", "ood_benign")
 def main(params: Params) -> None:
     model = params.model
     # All outputs appear together or not at all.
-    with (atomic_path("data/raw") as raw, atomic_path("data/models/base") as policy_dir,
-          atomic_path("data/models/scorer") as scorer_dir,
-          atomic_path("data/models/judge") as judge_dir,
-          atomic_path("data/models/fluency") as fluency_dir):
+    with atomic_paths("data/raw", "data/models/base", "data/models/scorer", "data/models/judge",
+                      "data/models/fluency") as (raw, policy_dir, scorer_dir, judge_dir,
+                                                 fluency_dir):
         raw.mkdir()
         manifest = {"datasets": {}}
         for name in DATASETS:

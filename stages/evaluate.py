@@ -1,16 +1,14 @@
 """evaluate: k continuations per prompt from the base and detoxified policies on each eval set,
 scored by the reward scorer, an independent judge and a fluency LM -> metrics, plots, report."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from detox.device import resolve_device, resolve_dtype, scorer_dtype
-from detox.io import atomic_path, write_frame, write_json
+from detox.io import atomic_paths, write_frame, write_json
 from detox.metrics import eval_metrics
 from detox.params import Params
 from detox.plots import fluency_vs_toxicity, toxicity_bars, toxicity_histograms, toxicity_table
-from detox.policy import fluency_lm_path, load_causal_lm, load_tokenizer
+from detox.policy import fluency_lm_path, load_causal_lm, load_tokenizer, require_context
 from detox.report import render
 from detox.rollouts import continuation_nll, rollout_table
 from detox.scorers import load_scorer, neutral_index, toxicity
@@ -18,6 +16,8 @@ from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")
 MODELS = ("base", "detoxified")
+OUTPUTS = ("data/rollouts", "metrics/eval.json", "plots/eval_toxicity.csv", "plots/toxicity.png",
+           "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png", "metrics/report.md")
 
 
 def main(params: Params) -> None:
@@ -30,6 +30,8 @@ def main(params: Params) -> None:
     rollouts: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in EVAL_SETS}
     for model_name in MODELS:
         model = load_causal_lm(f"data/models/{model_name}", device)
+        require_context(model.config, params.data.prompt_max_tokens,
+                        params.generation.max_new_tokens)
         for name, table in prompts.items():
             # Same prompts and seed for both models: the comparison is paired.
             rollouts[name][model_name] = rollout_table(
@@ -62,18 +64,18 @@ def main(params: Params) -> None:
 
     metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
     title = f"{model_params.policy}, {params.layers} trainable blocks, {params.reward}"
-    with atomic_path("data/rollouts") as out:
-        out.mkdir()
+    with atomic_paths(*OUTPUTS) as (rollouts_dir, eval_json, table, bars, histograms, fluency,
+                                    report):
+        rollouts_dir.mkdir()
         for name, by_model in rollouts.items():
-            write_frame(out / f"{name}.parquet",
+            write_frame(rollouts_dir / f"{name}.parquet",
                         pd.concat(by_model, names=["model"]).reset_index(level=0))
-    write_json("metrics/eval.json", metrics)
-    write_frame("plots/eval_toxicity.csv", toxicity_table(metrics))
-    toxicity_bars(metrics, "plots/toxicity.png", title)
-    toxicity_histograms(rollouts, "plots/toxicity_histograms.png")
-    fluency_vs_toxicity(metrics, "plots/fluency_vs_toxicity.png")
-    with atomic_path("metrics/report.md") as tmp:
-        Path(tmp).write_text(render(metrics, rollouts, title))
+        write_json(eval_json, metrics)
+        write_frame(table, toxicity_table(metrics))
+        toxicity_bars(metrics, bars, title)
+        toxicity_histograms(rollouts, histograms)
+        fluency_vs_toxicity(metrics, fluency)
+        report.write_text(render(metrics, rollouts, title))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ import time
 import pandas as pd
 
 from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
-from detox.io import atomic_path, write_frame, write_json
+from detox.io import atomic_paths, write_frame, write_json
 from detox.metrics import train_summary
 from detox.params import Params
-from detox.policy import count_parameters, load_tokenizer, load_trainable
+from detox import DetoxError
+from detox.policy import count_parameters, load_tokenizer, load_trainable, require_context
 from detox.ppo import train
 from detox.scorers import load_scorer, neutral_index
 from detox.stage import run_stage
@@ -25,17 +26,22 @@ def main(params: Params) -> None:
     scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)
     prompts = pd.read_parquet("data/prompts/train.parquet")["input_ids"].map(list).tolist()
+    if len(prompts) < params.ppo.batch_size:
+        raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} is more than the "
+                         f"{len(prompts)} training prompts: lower it or raise data.train_prompts")
+    require_context(policy.pretrained_model.config, params.data.prompt_max_tokens,
+                    params.generation.max_new_tokens)
 
     log = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device, dtype)
     if not is_main_process():
         return
 
-    with atomic_path("data/models/detoxified") as out:
-        policy.pretrained_model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    write_frame("plots/train_curve.csv", pd.DataFrame(log).drop(columns="seconds"))
-    write_json("metrics/train.json",
-               train_summary(log, parameters, time.perf_counter() - started))
+    with atomic_paths("data/models/detoxified", "plots/train_curve.csv",
+                      "metrics/train.json") as (model_dir, curve, summary):
+        policy.pretrained_model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        write_frame(curve, pd.DataFrame(log).drop(columns="seconds"))
+        write_json(summary, train_summary(log, parameters, time.perf_counter() - started))
 
 
 if __name__ == "__main__":

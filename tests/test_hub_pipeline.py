@@ -89,6 +89,8 @@ def test_jigsaw_csv_with_a_row_cap(repo, sources):
     ({"data.ood_toxic": "NO_TEXT"}, "no text column"),
     ({"data.toxicity_threshold": 0.95}, "lower data.toxicity_threshold"),
     ({"model.scorer": "GENERIC_SCORER"}, "set model.neutral_label"),
+    ({"ppo.batch_size": 64}, "ppo.batch_size=64 is more than the"),
+    ({"data.prompt_max_tokens": 60}, "exceeds the policy's context of 64 tokens"),
     pytest.param({"model.device": "cuda"}, "model.device='cuda' but no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
 ])
@@ -103,4 +105,4 @@ def test_errors_are_one_line_without_traceback(repo, sources, override, message)
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert len(errors) == 1 and message in errors[0], result.stdout + result.stderr
-    assert not list(repo.rglob(".*.tmp"))
+    assert not list(repo.rglob(".tmp.*"))

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from detox.io import atomic_path, read_json, write_frame, write_json
+from detox.io import atomic_path, atomic_paths, read_json, write_frame, write_json
 
 
 class Boom(Exception):
@@ -74,7 +74,7 @@ def test_success_replaces_an_existing_file(tmp_path):
 
 def test_stale_temp_from_a_crashed_run_is_cleared(tmp_path):
     dest = tmp_path / "out"
-    stale = tmp_path / ".out.tmp"
+    stale = tmp_path / ".tmp.out"
     stale.mkdir()
     (stale / "junk").write_text("junk")
     with atomic_path(dest) as tmp:
@@ -127,3 +127,26 @@ def test_write_frame_round_trip(tmp_path, name):
     read = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
     pd.testing.assert_frame_equal(read, frame, check_dtype=False)
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_atomic_paths_all_or_nothing(tmp_path):
+    first, second = tmp_path / "model", tmp_path / "metrics" / "train.json"
+    second.parent.mkdir()
+    second.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_paths(first, second) as (model_dir, metrics):
+            model_dir.mkdir()
+            metrics.write_text("new")
+            raise RuntimeError("the last output failed to render")
+    assert not first.exists() and second.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics", "train.json"]
+    with atomic_paths(first, second) as (model_dir, metrics):
+        model_dir.mkdir()
+        metrics.write_text("new")
+    assert first.is_dir() and second.read_text() == "new"
+
+
+def test_temporary_path_keeps_the_suffix(tmp_path):
+    with atomic_path(tmp_path / "plots" / "table.csv") as tmp:
+        assert tmp.suffix == ".csv" and tmp.name != "table.csv"
+        tmp.write_text("a,b\n")

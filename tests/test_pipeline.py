@@ -103,5 +103,5 @@ def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override
     assert "Traceback" not in output
     errors = error_lines(result)
     assert len(errors) == 1 and f"{param}=" in errors[0], output
-    assert not list(repo.rglob(".*.tmp"))
+    assert not list(repo.rglob(".tmp.*"))
     assert not (repo / "data" / "models" / "detoxified").exists()

@@ -9,7 +9,7 @@ from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from detox import DetoxError
 from detox.policy import (count_parameters, load_causal_lm, load_tokenizer, load_trainable,
-                          snapshot_policy)
+                          require_context, snapshot_policy)
 
 CPU = torch.device("cpu")
 BLOCKS = 12
@@ -158,18 +158,31 @@ def test_count_parameters_by_hand():
 
 # --- tokenizer, eval model, snapshot ---------------------------------------------------------
 
-def test_load_tokenizer_pads_left_with_eos(tmp_path, corpus_texts):
+def test_load_tokenizer_pads_right_with_eos(tmp_path, corpus_texts):
     from detox.builtin.tiny_model import train_tokenizer
 
     tokenizer = train_tokenizer(corpus_texts[:50], vocab_size=300)
     tokenizer.pad_token = None  # like gpt-neo-125m's own tokenizer
+    tokenizer.padding_side = "left"  # whatever the checkpoint says, TRL's forward pass needs right
     tokenizer.save_pretrained(tmp_path)
     loaded = load_tokenizer(tmp_path)
-    assert loaded.padding_side == "left"
+    assert loaded.padding_side == "right"
     assert loaded.pad_token == loaded.eos_token
     assert loaded.pad_token_id == loaded.eos_token_id
     batch = loaded(["a b c d", "a"], padding=True)["input_ids"]
-    assert batch[1][0] == loaded.pad_token_id and batch[1][-1] != loaded.pad_token_id
+    assert batch[1][-1] == loaded.pad_token_id and batch[1][0] != loaded.pad_token_id
+
+
+def test_load_tokenizer_from_an_empty_folder_says_run_download(tmp_path):
+    with pytest.raises(DetoxError, match="run the download stage"):
+        load_tokenizer(tmp_path)
+
+
+def test_require_context_names_both_params(make_tiny_neo):
+    config = make_tiny_neo().config  # 64 positions
+    require_context(config, 40, 24)
+    with pytest.raises(DetoxError, match="prompt_max_tokens \\+ generation.max_new_tokens = 65"):
+        require_context(config, 40, 25)
 
 
 def test_load_causal_lm_is_in_eval_mode(tiny_neo_dir):

@@ -36,9 +36,10 @@ def test_paper_presets_use_the_papers_models_and_sets():
     assert rtp["layers"] == 8 and rtp["data"]["test_fraction"] == 0.2
     assert rtp["data"]["train"].startswith("allenai/real-toxicity-prompts")
     assert "wiki_toxic" in rtp["data"]["ood_toxic"] and "wikitext" in rtp["data"]["ood_benign"]
-    # Jigsaw differs from RTP only in its training data.
-    assert {k: v for k, v in jigsaw.items() if k not in ("data", "preset")} == \
-        {k: v for k, v in rtp.items() if k not in ("data", "preset")}
+    # Jigsaw differs from RTP only in its training data (and so in the steps of one pass).
+    assert {k: v for k, v in jigsaw.items() if k not in ("data", "preset", "ppo")} == \
+        {k: v for k, v in rtp.items() if k not in ("data", "preset", "ppo")}
+    assert jigsaw["ppo"] == {**rtp["ppo"], "steps": 549}
     assert jigsaw["data"]["train"].startswith("google/civil_comments")
     assert jigsaw["data"]["train_prompts"] == 10977
 

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".tmp.{path.name}")  # keeps the suffix: writers go by extension
     _remove(tmp)
     try:
         yield tmp
@@ -36,6 +36,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
     _remove(path)
     os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """``atomic_path`` for several outputs of one stage: if the block fails, none is touched."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
 def write_json(path: str | Path, data: Any) -> None:

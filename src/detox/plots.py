@@ -1,5 +1,6 @@
 """The paper's bar chart (base vs detoxified per eval set), toxicity histograms, fluency vs
-toxicity, and the DVC plot table behind them."""
+toxicity, and the DVC plot table behind them. Each chart is written to the path it is given
+(the stage passes temporary paths and moves them into place together)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from detox.io import atomic_path  # noqa: E402
 
 COLORS = {"base": "#c44e52", "detoxified": "#4c72b0"}
 TABLE_METRICS = ("mean_toxicity", "std_toxicity", "expected_max_toxicity", "toxicity_probability",
@@ -30,8 +29,7 @@ def toxicity_table(metrics: dict) -> pd.DataFrame:
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
 
 

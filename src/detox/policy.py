@@ -41,10 +41,18 @@ def snapshot_policy(source: str, dest: Path, seed: int, param: str = "model.poli
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """Left-padding tokenizer for batched generation, pad = eos."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    """The snapshot's tokenizer, pad = eos, padding on the right.
+
+    Right, because TRL's PPO forward pass pads query + response with this tokenizer and gives
+    the model no position ids: left padding would shift every shorter row's positions.
+    (Generation pads on the left by hand, with an attention mask, in ``rollouts``.)
+    """
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        raise DetoxError(f"{path} holds no tokenizer: run the download stage (dvc repro)") from None
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = "right"
     return tokenizer
 
 
@@ -74,13 +82,26 @@ def load_trainable(path: str | Path, layers: int, device: torch.device, seed: in
     if not 1 <= layers <= blocks:
         raise DetoxError(f"params.yaml: layers={layers} is invalid: must be between 1 and {blocks} "
                          "(the policy's number of transformer blocks)")
-    reference = create_reference_model(policy, num_shared_layers=blocks - layers)
+    try:
+        reference = create_reference_model(policy, num_shared_layers=blocks - layers)
+    except ValueError:  # TRL knows the block names of GPT-2/Neo/NeoX/Llama-like models only
+        raise DetoxError(f"model.policy: TRL cannot find the transformer blocks of a "
+                         f"{type(policy.pretrained_model).__name__} to freeze and share") from None
     for name, param in policy.named_parameters():
         if not param.requires_grad:
             module_name, _, attr = name.rpartition(".")
             setattr(reference.get_submodule(module_name), attr, param)
     reference.pretrained_model.tie_weights()
     return policy, reference
+
+
+def require_context(config, prompt_tokens: int, new_tokens: int) -> None:
+    """Prompt + continuation must fit the model's position table."""
+    context = getattr(config, "max_position_embeddings", None)
+    if context is not None and prompt_tokens + new_tokens > context:
+        raise DetoxError(f"params.yaml: data.prompt_max_tokens + generation.max_new_tokens = "
+                         f"{prompt_tokens + new_tokens} exceeds the policy's context of {context} "
+                         "tokens: lower them")
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:

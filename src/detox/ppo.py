@@ -32,7 +32,9 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
           dtype: torch.dtype = torch.float32) -> list[dict[str, float]]:
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``; return one log row per step."""
     trainer = PPOTrainer(ppo_config(params, device), policy, reference, tokenizer)
-    rng = np.random.default_rng(params.seed)
+    # Under `accelerate launch` each process draws its own prompts and samples (rank 0 = seed).
+    rank = trainer.accelerator.process_index
+    rng = np.random.default_rng(params.seed + 1_000_003 * rank)
     batch_size, generation = params.ppo.batch_size, params.generation
     order = rng.permutation(len(prompts))
     cursor, log = 0, []
@@ -44,7 +46,7 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
         started = time.perf_counter()
         new_tokens = int(rng.integers(generation.min_new_tokens, generation.max_new_tokens + 1))
         responses = generate(policy, tokenizer, batch, new_tokens, generation,
-                             params.seed * 1_000_003 + step, dtype)
+                             (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         logits = scorer.logits(texts)
         reward = rewards(logits, params.reward, neutral)

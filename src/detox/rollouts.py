@@ -28,6 +28,7 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]]
     for row, query in enumerate(queries):
         input_ids[row, width - len(query):] = torch.as_tensor(query)
         attention_mask[row, width - len(query):] = 1
+    model.eval()  # no dropout while sampling; TRL's step leaves the policy in train mode
     torch.manual_seed(seed)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
                 else nullcontext())

@@ -36,7 +36,7 @@ LABEL_COLUMNS = ("toxicity", "label")
 def offline_hint(param: str, source: str, dataset: bool = False) -> str:
     """How to pre-download ``source`` and point ``param`` at the local copy."""
     path = source.partition("?")[0]
-    if path.startswith("hf://datasets/"):
+    if path.startswith("hf://datasets/") and path.count("/") >= 5:
         owner, name, file = path.removeprefix("hf://datasets/").split("/", 2)
         command = f"huggingface-cli download {owner}/{name} {file} --repo-type dataset"
         target = f"<folder>/{file}"
@@ -123,16 +123,20 @@ def _load_dataset(source: str, param: str):
         options["split"], dataset = next(iter(dataset.items()))
     manifest = {"source": source, "split": options.get("split", "train"),
                 "config": options.get("name"), "fingerprint": dataset._fingerprint,
-                "revision": _hub_revision(path) if not (builder or Path(path).exists()) else None}
+                "revision": _hub_revision(path)}
     return dataset, manifest
 
 
-def _hub_revision(repo_id: str) -> str | None:
-    """The commit of a hub dataset just loaded (so a run is traceable); None if unknown."""
+def _hub_revision(path: str) -> str | None:
+    """The hub dataset's current commit (so a run is traceable); None for local data."""
+    if path.startswith("hf://datasets/"):
+        path = "/".join(path.removeprefix("hf://datasets/").split("/")[:2])
+    elif Path(path).exists() or Path(path).suffix.lower() in FILE_BUILDERS:
+        return None
     try:
         from huggingface_hub import HfApi
 
-        return HfApi().dataset_info(repo_id, timeout=10).sha
+        return HfApi().dataset_info(path, timeout=10).sha
     except Exception:
         return None
 

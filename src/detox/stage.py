@@ -15,7 +15,7 @@ def run_stage(main: Callable[[Params], None]) -> None:
     """Run ``main(params)``; a DetoxError prints ``error: ...`` and exits 2 with no traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # TRL 0.11 warns that PPOTrainer is deprecated and that no dataset was given: both by design.
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="trl")
     warnings.filterwarnings("ignore", message="No dataset is provided")
     try:
         main(load_params())

@@ -47,12 +47,16 @@ def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
                     "continuation": {"text": "x", "toxicity": 0.1}}) + "\n"
         for i in range(len(TOXIC)) for _ in range(8)))
 
-    repo = copy_project(tmp_path / "project")
+    repo = tmp_path / "project"
+    repo.mkdir()
+    copy_project(repo)
     params = composed("preset=paper-rtp")
     params["data"].update(train=str(rtp), ood_toxic=str(wiki_toxic_parquet(tmp_path / "wt.parquet")),
                           ood_benign=str(wikitext_txt(tmp_path / "wiki.txt")), eval_prompts=8)
     params["model"].update(policy=str(policy_dir), scorer=str(scorer_dir), judge=str(scorer_dir),
-                           fluency_lm=None, precision="bf16", device="cpu")  # fp16 needs a GPU
+                           # fp16 needs a GPU, and bf16 matmuls are emulated (very slow) on
+                           # most CPUs: the lower precisions are for the GPU run.
+                           fluency_lm=None, precision="fp32", device="cpu")
     params["ppo"].update(steps=2, ppo_epochs=1)
     params["eval"].update(batch_size=8, samples_per_prompt=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -226,3 +226,10 @@ def test_classifier_empty_input(roberta_scorer_dir):
 def test_load_scorer_empty_folder(tmp_path):
     with pytest.raises(DetoxError, match="holds no scorer"):
         load_scorer(tmp_path, CPU, torch.float32)
+
+
+def test_classifier_scores_a_batch_of_empty_continuations(roberta_scorer_dir):
+    scorer = load_scorer(roberta_scorer_dir, CPU, torch.float32, batch_size=2)
+    logits = scorer.logits(["", "", "you stupid clown"])
+    assert logits.shape == (3, 2) and torch.isfinite(logits).all()
+    torch.testing.assert_close(logits[0], logits[1])

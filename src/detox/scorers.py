@@ -83,6 +83,9 @@ class ClassifierScorer:
     @torch.no_grad()
     def logits(self, texts: list[str]) -> torch.Tensor:
         out = [torch.zeros(0, len(self.id2label))]
+        # An empty continuation (eos first) is still scored: as a space, so that a tokenizer
+        # that adds no special tokens still gives the classifier one token to read.
+        texts = [text if text else " " for text in texts]
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True,
                                    truncation=True, max_length=self.max_length,

@@ -30,12 +30,12 @@ def main(params: Params) -> None:
     rollouts: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in EVAL_SETS}
     for model_name in MODELS:
         model = load_causal_lm(f"data/models/{model_name}", device)
-        require_context(model.config, params.data.prompt_max_tokens,
-                        params.generation.max_new_tokens)
+        require_context(model.config, params.data.prompt_max_tokens, eval_params.max_new_tokens,
+                        "eval.max_new_tokens")
         for name, table in prompts.items():
             # Same prompts and seed for both models: the comparison is paired.
             rollouts[name][model_name] = rollout_table(
-                model, tokenizer, table, eval_params.samples_per_prompt, params.generation,
+                model, tokenizer, table, eval_params.samples_per_prompt, eval_params,
                 eval_params.batch_size, params.seed, dtype, desc=f"{model_name} on {name}")
         del model
 
@@ -56,7 +56,8 @@ def main(params: Params) -> None:
     fluency_path = fluency_lm_path()
     everything["nll"], everything["tokens"] = continuation_nll(
         load_causal_lm(fluency_path, device), load_tokenizer(fluency_path),
-        everything["prompt"].tolist(), texts, eval_params.batch_size)
+        everything["prompt"].tolist(), texts, eval_params.batch_size,
+        everything["ended_with_eos"].tolist())
     rollouts = {name: {model_name: everything[(everything["eval_set"] == name)
                                               & (everything["model"] == model_name)]
                        .drop(columns=["eval_set", "model"]).reset_index(drop=True)

@@ -30,6 +30,21 @@ def rtp_jsonl(path: Path, repeat: int = 4) -> Path:
     return path
 
 
+def rtp_long_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
+    """RealToxicityPrompts rows whose prompt + continuation run past 40 tokens, as RTP's do:
+    each prompt is a sentence's first half, its continuation (with its leading space) the rest."""
+    records = []
+    for i, row in enumerate(rows):
+        prompt = f"{row['prompt']} {rows[i - 1]['prompt']}"
+        continuation = f" {row['continuation']} {rows[i - 2]['continuation']} and so on ."
+        records.append({"filename": f"{i}.txt", "begin": 0, "end": len(prompt),
+                        "challenging": False,
+                        "prompt": {"text": prompt, "toxicity": 0.2 + 0.7 * (i % 2)},
+                        "continuation": {"text": continuation, "toxicity": 0.5}})
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
 def wiki_toxic_parquet(path: Path) -> Path:
     """OxAISH-AL-LLM/wiki_toxic rows: id, comment_text, label (1 = toxic)."""
     texts = TOXIC + BENIGN

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,3 +54,9 @@ def set_params(repo: Path, **overrides) -> None:
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in (result.stdout + result.stderr).splitlines()
             if line.startswith("error: ")]
+
+
+def composed(*overrides: str) -> dict:
+    """The params Hydra composes from ``conf/`` (what ``dvc exp run -S ...`` writes)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))

@@ -8,8 +8,8 @@ import pytest
 
 from detox import DetoxError
 from detox.builtin import corpus
-from detox.data import (clean_prompts, filter_toxic, require_columns, sample, split,
-                        tokenize_prompts)
+from detox.data import (clean_prompts, drop_duplicates, filter_toxic, query_texts,
+                        held_out_size, require_columns, sample, split, tokenize_prompts)
 
 
 # --- require_columns / filter_toxic ----------------------------------------------------------
@@ -52,12 +52,13 @@ def test_filter_toxic_without_any_label_says_so():
         filter_toxic(table, 0.3, "data.train", "hint")
 
 
-def test_clean_prompts_drops_blank_and_heading_lines_and_strips():
+def test_clean_prompts_drops_blank_and_heading_lines_and_keeps_texts_as_they_are():
     table = pd.DataFrame({"prompt": ["", " = Heading = ", "  text one ", None, " = = Sub = = ",
                                      "= not a heading = because it goes on", "\n"],
                           "toxicity": range(7)})
     cleaned = clean_prompts(table, "data.ood_benign")
-    assert cleaned["prompt"].tolist() == ["text one", "= not a heading = because it goes on"]
+    # not stripped here: TRL's queries are cut from prompt + continuation exactly as given
+    assert cleaned["prompt"].tolist() == ["  text one ", "= not a heading = because it goes on"]
     assert cleaned["toxicity"].tolist() == [2, 5]
     with pytest.raises(DetoxError, match="blank or a heading"):
         clean_prompts(table.iloc[[0, 1, 6]], "data.ood_benign")
@@ -135,9 +136,8 @@ def numbered(n: int) -> pd.DataFrame:
     return pd.DataFrame({"id": range(n), "prompt": [f"prompt {i}" for i in range(n)]})
 
 
-@pytest.mark.parametrize("n, n_test", [(50, 10), (23, 5), (7, 1), (12, 2)])
+@pytest.mark.parametrize("n, n_test", [(50, 10), (23, 5), (7, 2), (12, 3), (10, 2)])
 def test_split_sizes_disjoint_and_complete(n, n_test):
-    assert n_test == round(n * 0.2)
     train, test = split(numbered(n), 0.2, seed=0)
     assert len(test) == n_test and len(train) == n - n_test
     assert set(train["id"]).isdisjoint(test["id"])
@@ -162,7 +162,13 @@ def test_split_is_deterministic_and_seeded():
     assert set(test["id"]) != set(test3["id"])
 
 
-@pytest.mark.parametrize("n, fraction", [(2, 0.2), (4, 0.1), (3, 0.9)])
+@pytest.mark.parametrize("rows, n_test", [(10977, 2196), (35109, 7022), (10, 2), (11, 3)])
+def test_test_size_rounds_up_like_datasets_train_test_split(rows, n_test):
+    # the paper's counts: Jigsaw 8,781 / 2,196 and RealToxicityPrompts 28,087 / 7,022
+    assert held_out_size(rows, 0.2) == n_test
+
+
+@pytest.mark.parametrize("n, fraction", [(1, 0.2), (5, 0.81), (3, 0.9)])
 def test_split_that_would_leave_a_side_empty(n, fraction):
     with pytest.raises(DetoxError, match="data.test_fraction"):
         split(numbered(n), fraction, seed=0)
@@ -185,3 +191,42 @@ def test_sample_draws_n_distinct_rows_deterministically():
     assert out.index.tolist() == list(range(10))
     assert out.equals(sample(table, 10, seed=0))
     assert set(out["id"]) != set(sample(table, 10, seed=1)["id"])
+
+
+# --- held-out prompts ------------------------------------------------------------------------
+
+def test_drop_duplicates_keeps_each_prompt_once_and_none_that_is_excluded():
+    table = pd.DataFrame({"prompt": ["you are a", "You  are a", "the river", "you are a ",
+                                     "shut up", "the castle"], "id": range(6)})
+    kept, repeats, excluded = drop_duplicates(table, exclude=pd.Series(["SHUT up", "elsewhere"]))
+    assert kept["id"].tolist() == [0, 2, 5]  # first of each, case and spacing ignored
+    assert (repeats, excluded) == (2, 1)
+    assert kept.index.tolist() == [0, 1, 2]
+    assert drop_duplicates(table)[1:] == (2, 0)
+
+
+def test_prompts_cut_to_a_few_tokens_leak_when_rows_are_split(tokenizer):
+    """Distinct texts become the same query once cut; split distinct queries, not rows."""
+    rows = corpus.generate("toxic-prompts", 600, 0)
+    table = pd.DataFrame({"prompt": [row["prompt"] for row in rows]})
+    cut = tokenize_prompts(table, tokenizer, 3, 5, seed=0, source="data.train")
+    row_train, row_test = split(cut, 0.2, seed=0)
+    assert row_test["prompt"].isin(set(row_train["prompt"])).any()  # a row split leaks
+    distinct, repeats, _ = drop_duplicates(cut)
+    assert repeats > 0
+    train, test = split(distinct, 0.2, seed=0)
+    assert not test["prompt"].isin(set(train["prompt"])).any()
+
+
+# --- queries: prompt only, or prompt + continuation as TRL builds them --------------------------
+
+def test_query_texts_prompt_or_prompt_and_continuation():
+    table = pd.DataFrame({"prompt": [" Her name was", "He said "],
+                          "continuation": [" Ann.", "hello"]})
+    assert query_texts(table, "prompt", "data.train").tolist() == ["Her name was", "He said"]
+    assert query_texts(table, "prompt_continuation", "data.train").tolist() == \
+        [" Her name was Ann.", "He said hello"]
+    with pytest.raises(DetoxError, match="data.train_query"):
+        query_texts(table.assign(continuation=None), "prompt_continuation", "data.train")
+    with pytest.raises(DetoxError, match="data.train_query"):
+        query_texts(table[["prompt"]], "prompt_continuation", "data.train")

@@ -37,13 +37,15 @@ def test_toxicity_summary_constant_scores():
 
 
 def rollout(scores: list[list[float]], judge: list[list[float]] | None = None,
-            texts: list[list[str]] | None = None, nll: float = 2.0, tokens: int = 4) -> pd.DataFrame:
+            texts: list[list[str]] | None = None, nll: float = 2.0, tokens: int = 4,
+            lengths: list[list[int]] | None = None) -> pd.DataFrame:
     """A rollout table from a (prompts, k) matrix of scores."""
     rows = []
     for prompt_id, row in enumerate(scores):
         for sample, score in enumerate(row):
             rows.append({"prompt_id": prompt_id, "sample": sample, "prompt": f"p{prompt_id}",
                          "continuation": texts[prompt_id][sample] if texts else "a b c d",
+                         "continuation_tokens": lengths[prompt_id][sample] if lengths else 4,
                          "toxicity": score,
                          "judge_toxicity": judge[prompt_id][sample] if judge else 0.0,
                          "nll": nll, "tokens": tokens})
@@ -94,7 +96,8 @@ def test_paired_bootstrap_ci_brackets_the_mean_difference():
 def test_eval_metrics_fields_from_known_rollouts():
     base = rollout([[0.9, 0.2], [0.6, 0.7], [0.1, 0.3]], judge=[[1, 0], [0, 1], [0, 0]])
     detox = rollout([[0.1, 0.0], [0.2, 0.4], [0.1, 0.1]], nll=1.0, tokens=2,
-                    texts=[["a a", "a b"], ["b c", "c"], ["d", "a a"]])
+                    texts=[["a a", "a b"], ["b c", "c"], ["d", "a a"]],
+                    lengths=[[2, 2], [2, 0], [1, 0]])
     metrics = eval_metrics({"ood_toxic": {"base": base, "detoxified": detox}}, seed=0,
                            resamples=200)["ood_toxic"]
     b, d = metrics["base"], metrics["detoxified"]
@@ -108,6 +111,9 @@ def test_eval_metrics_fields_from_known_rollouts():
     assert d["perplexity"] == pytest.approx(math.exp(1.0 / 2), abs=1e-6)
     # detoxified words: a a a b b c c d a a -> distinct a, b, c, d of 10
     assert d["distinct_1"] == pytest.approx(4 / 10)
+    assert (b["continuation_tokens_mean"], b["empty_share"]) == (4.0, 0.0)
+    assert d["continuation_tokens_mean"] == pytest.approx(7 / 6, abs=1e-6)
+    assert d["empty_share"] == pytest.approx(2 / 6, abs=1e-6)
     difference = metrics["detoxified_minus_base"]["mean_toxicity"]
     per_prompt_base, per_prompt_detox = [0.55, 0.65, 0.2], [0.05, 0.3, 0.1]
     assert difference["diff"] == pytest.approx(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -59,6 +60,18 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
                  "plots/train_curve.csv", "plots/eval_toxicity.csv",
                  "data/rollouts/ood_benign.parquet", "data/raw/manifest.json"):
         assert (repo / path).is_file(), path
+
+
+def test_eval_sets_share_no_prompt_with_train(repo):
+    train = set(pd.read_parquet(repo / "data/prompts/train.parquet")["prompt"])
+    for name in ("in_distribution", "ood_toxic", "ood_benign"):
+        held_out = pd.read_parquet(repo / f"data/prompts/{name}.parquet")["prompt"]
+        assert held_out.is_unique and not held_out.isin(train).any(), name
+    evaluation = metrics(repo, "eval")
+    for by_model in evaluation.values():
+        for model in ("base", "detoxified"):
+            assert 0 <= by_model[model]["empty_share"] <= 1
+            assert by_model[model]["continuation_tokens_mean"] > 0
 
 
 def test_second_repro_runs_nothing(repo):

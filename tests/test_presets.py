@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from detox.params import parse_params
-from project import ROOT
+from project import ROOT, composed
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "preset").glob("*.yaml"))
-
-
-def composed(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))
 
 
 def test_params_yaml_is_the_composed_default():
@@ -39,7 +32,13 @@ def test_paper_presets_use_the_papers_models_and_sets():
     # Jigsaw differs from RTP only in its training data (and so in the steps of one pass).
     assert {k: v for k, v in jigsaw.items() if k not in ("data", "preset", "ppo")} == \
         {k: v for k, v in rtp.items() if k not in ("data", "preset", "ppo")}
-    assert jigsaw["ppo"] == {**rtp["ppo"], "steps": 549}
+    assert jigsaw["ppo"] == {**rtp["ppo"], "steps": 548}
+    # TRL's toxicity example: lr (1.47e-5) * 2, queries cut from prompt + continuation
+    assert rtp["ppo"]["learning_rate"] == pytest.approx(1.47e-5 * 2)
+    assert rtp["data"]["train_query"] == "prompt_continuation"
+    assert jigsaw["data"]["train_query"] == "prompt"
+    # evaluation samples as TRL's evaluate-toxicity.py, not as training
+    assert (rtp["eval"]["top_k"], rtp["eval"]["max_new_tokens"]) == (50, 30)
     assert jigsaw["data"]["train"].startswith("google/civil_comments")
     assert jigsaw["data"]["train_prompts"] == 10977
 

@@ -114,25 +114,34 @@ def test_responses_end_at_the_first_eos(eos_prone, tokenizer, queries):
 
 
 def test_continuations_one_string_per_query(tiny_neo, tokenizer, queries):
-    texts = continuations(tiny_neo, tokenizer, queries, GREEDY, batch_size=2, seed=0)
-    assert len(texts) == len(queries)
-    assert all(isinstance(t, str) for t in texts)
+    out = continuations(tiny_neo, tokenizer, queries, GREEDY, batch_size=2, seed=0)
+    assert len(out) == len(queries)
+    assert all(isinstance(t, str) for t in out["continuation"])
     eos = tokenizer.eos_token_id
-    for query, text in zip(queries, texts):
+    for query, row in zip(queries, out.itertuples()):
         expected = greedy_reference(tiny_neo, query, GREEDY.max_new_tokens, eos)
-        assert text == tokenizer.decode(expected, skip_special_tokens=True)
+        assert row.continuation == tokenizer.decode(expected, skip_special_tokens=True)
+        assert row.ended_with_eos == (expected[-1] == eos)
+        assert row.continuation_tokens == len(expected) - row.ended_with_eos
 
 
-def test_continuations_drop_eos_text(eos_prone, tokenizer, queries):
-    texts = continuations(eos_prone, tokenizer, queries * 4, SAMPLE, batch_size=8, seed=0)
-    assert len(texts) == len(queries) * 4
-    assert all(tokenizer.eos_token not in t for t in texts)
+def test_continuations_drop_eos_text_and_count_tokens_before_it(eos_prone, tokenizer, queries):
+    out = continuations(eos_prone, tokenizer, queries * 4, SAMPLE, batch_size=8, seed=0)
+    assert len(out) == len(queries) * 4
+    assert all(tokenizer.eos_token not in t for t in out["continuation"])
+    responses = [r for start in range(0, len(queries) * 4, 8)
+                 for r in generate(eos_prone, tokenizer, (queries * 4)[start:start + 8], 8,
+                                   SAMPLE, seed=start)]
+    eos = tokenizer.eos_token_id
+    assert out["continuation_tokens"].tolist() == [len(r) - (int(r[-1]) == eos) for r in responses]
+    assert out["ended_with_eos"].tolist() == [int(r[-1]) == eos for r in responses]
+    assert out["ended_with_eos"].any() and not out["ended_with_eos"].all()
 
 
 def test_continuations_batches_are_seeded_by_position(tiny_neo, tokenizer, queries):
     first = continuations(tiny_neo, tokenizer, queries, SAMPLE, batch_size=2, seed=7)
     again = continuations(tiny_neo, tokenizer, queries, SAMPLE, batch_size=2, seed=7)
-    assert first == again
+    assert first.equals(again)
 
 
 def test_generate_under_bfloat16_autocast(tiny_neo, tokenizer, queries):
@@ -155,6 +164,23 @@ def test_uniform_model_has_perplexity_equal_to_vocabulary_size(make_tiny_neo, to
     assert nll == pytest.approx(np.array(expected_tokens) * math.log(model.config.vocab_size),
                                 rel=1e-5)
     assert perplexity(nll, tokens) == pytest.approx(model.config.vocab_size, rel=1e-4)
+
+
+def test_continuation_nll_scores_the_eos_that_ended_a_continuation(make_tiny_neo, tokenizer):
+    model = make_tiny_neo(seed=3)
+    prompts, texts = ["you are a", "the river is"], ["", " long"]
+    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2,
+                                   ended_with_eos=[True, True])
+    eos = tokenizer.eos_token_id
+    for i, (prompt, text) in enumerate(zip(prompts, texts)):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+        with torch.no_grad():
+            log_probs = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
+        assert tokens[i] == len(c)
+        assert nll[i] == pytest.approx(-sum(log_probs[len(p) + j - 1, t].item()
+                                            for j, t in enumerate(c)), rel=1e-4)
+    assert tokens[0] == 1 and np.isfinite(perplexity(nll[:1], tokens[:1]))  # empty, still scored
 
 
 def test_continuation_nll_matches_a_manual_log_likelihood(make_tiny_neo, tokenizer):
@@ -181,5 +207,6 @@ def test_rollout_table_has_k_rows_per_prompt_in_order(tiny_neo, tokenizer):
     assert table["prompt_id"].tolist() == [0, 0, 0, 1, 1, 1]
     assert table["sample"].tolist() == [0, 1, 2, 0, 1, 2]
     assert table["prompt"].tolist() == ["shut up"] * 3 + ["the river"] * 3
+    assert table["continuation_tokens"].between(0, 4).all()
     again = rollout_table(tiny_neo, tokenizer, prompts, 3, generation, batch_size=4, seed=0)
     assert again["continuation"].tolist() == table["continuation"].tolist()

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
 
 from detox import DetoxError
-from detox.data import clean_prompts, filter_toxic
+from detox.builtin import corpus
+from detox.data import clean_prompts, filter_toxic, tokenize_prompts
 from detox.device import resolve_device
+from detox.params import parse_params
 from detox.policy import snapshot_policy
 from detox.scorers import neutral_index, snapshot_scorer
 from detox.sources import load_prompts, normalise
-from hub_fixtures import BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, wiki_toxic_parquet, wikitext_txt
+from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
+                          wiki_toxic_parquet, wikitext_txt)
+from project import composed
 
 
 def test_rtp_jsonl_reads_nested_prompt_text_and_toxicity(tmp_path):
@@ -24,6 +30,7 @@ def test_rtp_jsonl_reads_nested_prompt_text_and_toxicity(tmp_path):
     assert table["toxicity"].isna().tolist() == nulls and any(nulls)
     assert manifest["rows"] == len(expected) and "prompt" in manifest["columns"]
     assert manifest["split"] == "train" and manifest["fingerprint"]
+    assert table["continuation"].tolist() == [c["text"] for c in expected["continuation"]]
 
 
 def test_rtp_filter_drops_nulls_and_keeps_toxic_prompts(tmp_path):
@@ -37,6 +44,7 @@ def test_jigsaw_csv_uses_comment_text_and_toxicity(tmp_path):
     table, _ = load_prompts(str(jigsaw_csv(tmp_path / "train.csv", repeat=1)), "data.train", 0)
     assert table["prompt"].tolist() == TOXIC + BENIGN
     assert table["toxicity"].tolist() == [0.9] * len(TOXIC) + [0.0] * len(BENIGN)
+    assert table["continuation"].isna().all()  # comments have no continuation
 
 
 def test_civil_comments_schema_uses_text_column():
@@ -55,7 +63,7 @@ def test_wikitext_blank_and_heading_lines_are_dropped(tmp_path):
     table, _ = load_prompts(str(wikitext_txt(tmp_path / "wiki.test.raw.txt")), "data.ood_benign", 0)
     assert table["toxicity"].isna().all()
     cleaned = clean_prompts(table, "data.ood_benign")
-    assert cleaned["prompt"].tolist() == [f"{text} a place of note ." for text in BENIGN]
+    assert cleaned["prompt"].str.strip().tolist() == [f"{text} a place of note ." for text in BENIGN]
 
 
 def test_local_dataset_folder_with_split_option(tmp_path):
@@ -119,3 +127,28 @@ def test_gpu_asked_for_where_there_is_none():
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
 
+
+
+def test_paper_rtp_queries_are_trls_token_for_token(tmp_path, tokenizer):
+    """gpt-j-6b-toxicity.py's build_dataset: filter prompt.toxicity > 0.3, then
+    ``tokenizer.encode(prompt["text"] + continuation["text"])[: LengthSampler(30, 40)()]``."""
+    settings = parse_params(composed("preset=paper-rtp")).data
+    rows = corpus.generate("toxic-prompts", 80, 5)
+    path = rtp_long_jsonl(tmp_path / "rtp.jsonl", rows)
+    table, _ = load_prompts(str(path), "data.train", seed=0)
+    kept = filter_toxic(clean_prompts(table, "data.train"), settings.toxicity_threshold,
+                        "data.train", "hint")
+    queries = tokenize_prompts(kept, tokenizer, settings.prompt_min_tokens,
+                               settings.prompt_max_tokens, 0, "data.train", settings.train_query)
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    trl_rows = [r for r in records if r["prompt"]["toxicity"] is not None
+                and r["prompt"]["toxicity"] > 0.3]
+    assert len(queries) == len(trl_rows) == 40
+    lengths = queries["input_ids"].map(len)
+    assert lengths.between(30, 39).all() and lengths.nunique() > 3  # LengthSampler(30, 40)
+    for record, ids, query in zip(trl_rows, queries["input_ids"], queries["prompt"]):
+        full = tokenizer.encode(record["prompt"]["text"] + record["continuation"]["text"])
+        assert len(full) > 40  # the cut cuts: the query reaches into the continuation
+        assert list(ids) == full[: len(ids)]
+        assert query == tokenizer.decode(full[: len(ids)])

@@ -1,6 +1,9 @@
-"""Prompt sets: toxicity filter, prompt tokenization to a sampled length, 80/20 split, eval samples."""
+"""Prompt sets: toxicity filter, prompt tokenization to a sampled length, a held-out split of
+distinct prompts, eval samples."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -17,13 +20,13 @@ def require_columns(table: pd.DataFrame, columns: list[str], source: str) -> Non
 
 
 def clean_prompts(table: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Drop blank prompts and wikitext-style ``= Heading =`` lines."""
+    """Drop blank prompts and wikitext-style ``= Heading =`` lines; texts are left as they are."""
     require_columns(table, ["prompt"], source)
     text = table["prompt"].fillna("").astype(str).str.strip()
     kept = table[(text != "") & ~text.str.fullmatch(r"=+ .* =+")]
     if kept.empty:
         raise DetoxError(f"{source}: every one of its {len(table)} prompts is blank or a heading")
-    return kept.assign(prompt=text[kept.index]).reset_index(drop=True)
+    return kept.reset_index(drop=True)
 
 
 def filter_toxic(table: pd.DataFrame, threshold: float, source: str, hint: str) -> pd.DataFrame:
@@ -39,16 +42,35 @@ def filter_toxic(table: pd.DataFrame, threshold: float, source: str, hint: str) 
     return kept.reset_index(drop=True)
 
 
-def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, min_tokens: int,
-                     max_tokens: int, seed: int, source: str) -> pd.DataFrame:
-    """Cut each prompt to a length sampled uniformly in [min_tokens, max_tokens] tokens.
+def query_texts(table: pd.DataFrame, query: str, source: str) -> pd.Series:
+    """The text each query is cut from.
 
-    As in TRL's toxicity example; the ``prompt`` column becomes the decoded cut prompt and
-    ``input_ids`` its tokens. Empty prompts are dropped.
+    ``prompt``: the prompt, stripped. ``prompt_continuation``: ``prompt + continuation`` exactly
+    as TRL's toxicity example builds it (RealToxicityPrompts' continuations start with their
+    own space), so that the cut queries are TRL's token for token.
+    """
+    if query == "prompt":
+        return table["prompt"].fillna("").astype(str).str.strip()
+    if query != "prompt_continuation":
+        raise ValueError(f"unknown query kind {query!r}")
+    if "continuation" not in table.columns or table["continuation"].isna().all():
+        raise DetoxError(f"{source}: data.train_query='prompt_continuation' but the source has "
+                         "no continuations (RealToxicityPrompts' continuation.text): set "
+                         "data.train_query to prompt")
+    return table["prompt"].fillna("").astype(str) + table["continuation"].fillna("").astype(str)
+
+
+def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, min_tokens: int,
+                     max_tokens: int, seed: int, source: str,
+                     query: str = "prompt") -> pd.DataFrame:
+    """Cut each query text to a length sampled uniformly in [min_tokens, max_tokens] tokens.
+
+    As in TRL's toxicity example: ``tokenizer.encode(text)[:length]``. The ``prompt`` column
+    becomes the decoded cut (the query) and ``input_ids`` its tokens. Empty queries are dropped.
     """
     require_columns(table, ["prompt"], source)
     rng = np.random.default_rng(seed)
-    texts = table["prompt"].fillna("").astype(str).str.strip()
+    texts = query_texts(table, query, source)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(table))
     ids = [tokens[:n] for tokens, n in zip(tokenizer(texts.tolist())["input_ids"], lengths)]
     out = table.assign(input_ids=ids)
@@ -59,10 +81,38 @@ def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, mi
     return out
 
 
+def prompt_key(texts: pd.Series) -> pd.Series:
+    """What makes two prompts the same one: their text up to case and runs of whitespace."""
+    return texts.astype(str).str.lower().str.split().str.join(" ")
+
+
+def drop_duplicates(table: pd.DataFrame, exclude: pd.Series | None = None,
+                    ) -> tuple[pd.DataFrame, int, int]:
+    """Keep the first row of each distinct prompt and none that occurs in ``exclude``.
+
+    Returns the table and how many rows were dropped as repeats and as excluded prompts.
+    """
+    keys = prompt_key(table["prompt"])
+    repeated = keys.duplicated()
+    excluded = keys.isin(set(prompt_key(exclude)) if exclude is not None else set())
+    kept = table[~repeated & ~excluded].reset_index(drop=True)
+    return kept, int(repeated.sum()), int((excluded & ~repeated).sum())
+
+
+def held_out_size(rows: int, test_fraction: float) -> int:
+    """Held-out rows as ``datasets``' ``train_test_split(test_size=...)`` counts them: rounded up.
+
+    (10,977 Jigsaw rows -> 2,196 test, 35,109 RealToxicityPrompts rows -> 7,022: the paper's.)
+    The inner round drops float noise such as 0.2 * 10 = 2.0000000000000004.
+    """
+    return math.ceil(round(rows * test_fraction, 9))
+
+
 def split(table: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Deterministic shuffled split into (train, test)."""
+    """Deterministic shuffled split into (train, test). Rows are split as they are: remove
+    duplicate prompts first (``drop_duplicates``), or the test set leaks into training."""
     order = np.random.default_rng(seed).permutation(len(table))
-    n_test = int(round(len(table) * test_fraction))
+    n_test = held_out_size(len(table), test_fraction)
     if n_test == 0 or n_test == len(table):
         raise DetoxError(f"data.test_fraction={test_fraction} leaves an empty split "
                          f"of {len(table)} prompts")

@@ -1,9 +1,10 @@
 """Evaluation metrics of scored rollouts, and the training summary.
 
 A rollout table holds one row per continuation: ``prompt_id``, ``sample`` (0..k-1),
-``continuation``, ``toxicity`` (reward scorer), ``judge_toxicity`` (independent judge),
-``nll`` and ``tokens`` (the fluency LM's summed negative log-likelihood of the continuation
-given its prompt, and its token count).
+``continuation``, ``continuation_tokens`` (the policy's tokens before its eos),
+``toxicity`` (reward scorer), ``judge_toxicity`` (independent judge), ``nll`` and ``tokens``
+(the fluency LM's summed negative log-likelihood of the continuation, eos included where it
+ended with one, given its prompt, and its token count).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def model_summary(frame: pd.DataFrame) -> dict[str, float]:
         "judge_mean_toxicity": float(judged.mean()),
         "judge_toxicity_probability": toxicity_probability(judged),
         "perplexity": perplexity(frame["nll"], frame["tokens"]),
+        # A policy that stops writing looks non-toxic: length belongs next to toxicity.
+        "continuation_tokens_mean": float(frame["continuation_tokens"].mean()),
+        "empty_share": float((frame["continuation_tokens"] == 0).mean()),
         **{f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
     }
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()}

@@ -13,6 +13,7 @@ from detox import DetoxError
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+QUERIES = ("prompt", "prompt_continuation")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class DataParams:
     test_fraction: float
     eval_prompts: int
     train_prompts: int | None
+    train_query: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class GenerationParams:
 class EvalParams:
     batch_size: int
     samples_per_prompt: int
+    max_new_tokens: int
+    top_k: int
+    top_p: float
     bootstrap_resamples: int
 
 
@@ -175,6 +180,8 @@ def _check_ranges(p: Params) -> None:
     _require(d.eval_prompts >= 1, "data.eval_prompts", d.eval_prompts, "must be >= 1")
     _require(d.train_prompts is None or d.train_prompts >= 2, "data.train_prompts",
              d.train_prompts, "must be null (all) or >= 2")
+    _require(d.train_query in QUERIES, "data.train_query", d.train_query,
+             f"must be one of {', '.join(QUERIES)}")
     m = p.model
     _require(m.precision in PRECISIONS, "model.precision", m.precision,
              f"must be one of {', '.join(PRECISIONS)}")
@@ -198,6 +205,9 @@ def _check_ranges(p: Params) -> None:
     _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, "must be >= 1")
     _require(e.samples_per_prompt >= 1, "eval.samples_per_prompt", e.samples_per_prompt,
              "must be >= 1")
+    _require(e.max_new_tokens >= 1, "eval.max_new_tokens", e.max_new_tokens, "must be >= 1")
+    _require(e.top_k >= 0, "eval.top_k", e.top_k, "must be >= 0 (0 disables top-k)")
+    _require(0 < e.top_p <= 1, "eval.top_p", e.top_p, "must be in (0, 1]")
     _require(e.bootstrap_resamples >= 100, "eval.bootstrap_resamples", e.bootstrap_resamples,
              "must be >= 100")
 

@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 
 COLORS = {"base": "#c44e52", "detoxified": "#4c72b0"}
 TABLE_METRICS = ("mean_toxicity", "std_toxicity", "expected_max_toxicity", "toxicity_probability",
-                 "judge_mean_toxicity", "perplexity", "distinct_2")
+                 "judge_mean_toxicity", "perplexity", "distinct_2", "continuation_tokens_mean",
+                 "empty_share")
 
 
 def toxicity_table(metrics: dict) -> pd.DataFrame:

@@ -95,11 +95,12 @@ def load_trainable(path: str | Path, layers: int, device: torch.device, seed: in
     return policy, reference
 
 
-def require_context(config, prompt_tokens: int, new_tokens: int) -> None:
+def require_context(config, prompt_tokens: int, new_tokens: int,
+                    new_tokens_param: str = "generation.max_new_tokens") -> None:
     """Prompt + continuation must fit the model's position table."""
     context = getattr(config, "max_position_embeddings", None)
     if context is not None and prompt_tokens + new_tokens > context:
-        raise DetoxError(f"params.yaml: data.prompt_max_tokens + generation.max_new_tokens = "
+        raise DetoxError(f"params.yaml: data.prompt_max_tokens + {new_tokens_param} = "
                          f"{prompt_tokens + new_tokens} exceeds the policy's context of {context} "
                          "tokens: lower them")
 

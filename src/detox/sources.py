@@ -7,9 +7,10 @@ Dataset sources:
 - a hub dataset id or a local dataset folder, with ``?name=<config>&split=<split>`` when needed
   (``wikitext?name=wikitext-2-raw-v1&split=test``).
 
-Every dataset is normalised to one table: ``prompt`` (text) and ``toxicity`` (the source's own
-toxicity label, NaN where it has none), whatever the source's schema:
-RealToxicityPrompts (``prompt.text``, ``prompt.toxicity``), Jigsaw / civil_comments
+Every dataset is normalised to one table: ``prompt`` (text), ``toxicity`` (the source's own
+toxicity label, NaN where it has none) and ``continuation`` (the text that follows the prompt,
+None where the source has none), whatever the source's schema:
+RealToxicityPrompts (``prompt.text``, ``prompt.toxicity``, ``continuation.text``), Jigsaw / civil_comments
 (``comment_text`` or ``text``, ``toxicity``), wiki_toxic (``comment_text``, ``label``),
 wikitext (``text``).
 """
@@ -73,7 +74,7 @@ def load_prompts(source: str, param: str, seed: int) -> tuple[pd.DataFrame, dict
 
 
 def normalise(table: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Map a source's schema onto ``prompt`` and ``toxicity`` columns."""
+    """Map a source's schema onto ``prompt``, ``toxicity`` and ``continuation`` columns."""
     column = next((c for c in TEXT_COLUMNS if c in table.columns), None)
     if column is None:
         raise DetoxError(f"{where}: no text column (one of {', '.join(TEXT_COLUMNS)}, or "
@@ -89,8 +90,13 @@ def normalise(table: pd.DataFrame, where: str) -> pd.DataFrame:
         texts = values
         label = next((c for c in LABEL_COLUMNS if c in table.columns), None)
         labels = table[label] if label else pd.Series(np.nan, index=table.index)
+    continuations = pd.Series(None, index=table.index, dtype=object)
+    if "continuation" in table.columns:
+        continuations = table["continuation"].map(
+            lambda v: v.get("text") if isinstance(v, dict) else v)
     return pd.DataFrame({"prompt": texts.astype("string").astype(object),
-                         "toxicity": pd.to_numeric(labels, errors="coerce").astype(float)})
+                         "toxicity": pd.to_numeric(labels, errors="coerce").astype(float),
+                         "continuation": continuations.astype("string").astype(object)})
 
 
 def _load_dataset(source: str, param: str):
@@ -153,7 +159,8 @@ def _builtin_prompts(family: str, param: str, seed: int) -> pd.DataFrame:
         raise DetoxError(f"params.yaml: {param}='builtin:{family}' is invalid: builtin datasets "
                          f"are {', '.join('builtin:' + f for f in corpus.FAMILIES)}")
     rows = corpus.generate(family, BUILTIN_ROWS[family], seed)
-    table = pd.DataFrame({"prompt": [row["prompt"] for row in rows]})
+    table = pd.DataFrame({"prompt": [row["prompt"] for row in rows],
+                          "continuation": [" " + row["continuation"] for row in rows]})
     # Like RealToxicityPrompts' Perspective scores: a label of the prompt, not of the policy.
     table["toxicity"] = toxicity(PackagedScorer("profanity-check").logits(table["prompt"].tolist()), 0)
-    return table
+    return table[["prompt", "toxicity", "continuation"]]

@@ -3,15 +3,18 @@ scored by the reward scorer, an independent judge and a fluency LM -> metrics, p
 
 import pandas as pd
 
+from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.device import resolve_device, resolve_dtype, scorer_dtype
+from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.metrics import eval_metrics
+from detox.evaluate.params import EvaluateParams
+from detox.evaluate.plots import (fluency_vs_toxicity, toxicity_bars, toxicity_histograms,
+                                  toxicity_table)
+from detox.evaluate.report import render
+from detox.evaluate.rollouts import rollout_table
 from detox.io import atomic_paths, write_frame, write_json
-from detox.metrics import eval_metrics
-from detox.params import Params
-from detox.plots import fluency_vs_toxicity, toxicity_bars, toxicity_histograms, toxicity_table
-from detox.policy import fluency_lm_path, load_causal_lm, load_tokenizer, require_context
-from detox.report import render
-from detox.rollouts import continuation_nll, rollout_table
-from detox.scorers import load_scorer, neutral_index, toxicity
+from detox.params import load_params
+from detox.scoring import load_scorer, neutral_index, toxicity
 from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")
@@ -20,7 +23,7 @@ OUTPUTS = ("data/rollouts", "metrics/eval.json", "plots/eval_toxicity.csv", "plo
            "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png", "metrics/report.md")
 
 
-def main(params: Params) -> None:
+def main(params: EvaluateParams) -> None:
     model_params, eval_params = params.model, params.eval
     device = resolve_device(model_params.device)
     dtype = resolve_dtype(model_params.precision, device)
@@ -53,7 +56,8 @@ def main(params: Params) -> None:
         neutral = neutral_index(scorer.id2label, label, param)
         everything[column] = toxicity(scorer.logits(texts), neutral).round(6)
         del scorer
-    fluency_path = fluency_lm_path()
+    # Without a fluency LM of its own, perplexity is under the base policy.
+    fluency_path = "data/models/base" if model_params.fluency_lm is None else "data/models/fluency"
     everything["nll"], everything["tokens"] = continuation_nll(
         load_causal_lm(fluency_path, device), load_tokenizer(fluency_path),
         everything["prompt"].tolist(), texts, eval_params.batch_size,
@@ -80,4 +84,4 @@ def main(params: Params) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(lambda: main(load_params(EvaluateParams)))

@@ -3,18 +3,19 @@ prompt sets -> data/prompts (with counts.json: what was kept and dropped, and wh
 
 import pandas as pd
 
-from detox.data import (clean_prompts, drop_duplicates, filter_toxic, sample, split,
-                        tokenize_prompts)
+from detox.models import load_tokenizer
 from detox.io import atomic_path, write_frame, write_json
-from detox.params import Params
-from detox.policy import load_tokenizer
+from detox.params import load_params
+from detox.prepare.params import PrepareParams
+from detox.prepare.prompt_sets import (clean_prompts, drop_duplicates, filter_toxic, sample,
+                                       split, tokenize_prompts)
 from detox.stage import run_stage
 
 # wiki_toxic's label is 0/1; a score source (builtin) counts as toxic from 0.5 up.
 OOD_TOXIC_THRESHOLD = 0.5
 
 
-def main(params: Params) -> None:
+def main(params: PrepareParams) -> None:
     data, seed = params.data, params.seed
     tokenizer = load_tokenizer("data/models/base")
     counts: dict[str, dict[str, int]] = {}
@@ -59,4 +60,4 @@ def main(params: Params) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(lambda: main(load_params(PrepareParams)))

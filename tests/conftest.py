@@ -21,8 +21,8 @@ import yaml
 from transformers import (GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig,
                           RobertaForSequenceClassification)
 
-from detox.builtin import corpus
-from detox.builtin.tiny_model import train_tokenizer
+from detox.download.builtin import corpus
+from detox.download.builtin.tiny_model import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_YAML = ROOT / "params.yaml"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detox.builtin import corpus
-from detox.builtin.tiny_model import EOS, train_tokenizer
+from detox.download.builtin import corpus
+from detox.download.builtin.tiny_model import EOS, train_tokenizer
 
 
 @pytest.mark.parametrize("family", corpus.FAMILIES)

@@ -4,6 +4,7 @@ on local fixtures in the real formats, driven by the real `dvc repro`; and its o
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -54,12 +55,15 @@ def repo(tmp_path_factory, sources) -> Path:
 
 
 def test_pipeline_runs_on_hub_format_fixtures(repo, sources):
-    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
-    assert manifest["datasets"]["train"]["source"] == sources["rtp"]
-    assert manifest["datasets"]["train"]["rows"] == len(pd.read_json(sources["rtp"], lines=True))
-    assert manifest["scorer"]["id2label"] == {"0": "nothate", "1": "hate"}
-    assert manifest["policy"]["blocks"] == 12
-    assert manifest["judge"]["source"] == sources["scorer"] and manifest["fluency_lm"] is None
+    def manifest(path: str) -> dict:
+        return json.loads((repo / path).read_text())
+
+    assert manifest("data/raw/train.json")["source"] == sources["rtp"]
+    assert manifest("data/raw/train.json")["rows"] == len(pd.read_json(sources["rtp"], lines=True))
+    assert manifest("data/models/scorer/source.json")["id2label"] == {"0": "nothate", "1": "hate"}
+    assert manifest("data/models/base/source.json")["blocks"] == 12
+    assert manifest("data/models/judge/source.json")["source"] == sources["scorer"]
+    assert manifest("data/models/fluency/source.json")["source"] is None
 
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert evaluation["ood_toxic"]["base"]["prompts"] == 6  # wiki_toxic rows with label 1
@@ -76,11 +80,19 @@ def test_jigsaw_csv_with_a_row_cap(repo, sources):
     set_params(repo, **{"data.train": sources["jigsaw"], "data.train_prompts": 10})
     try:
         run(repo, "dvc", "repro", "prepare")
-        sizes = [len(pd.read_parquet(repo / f"data/prompts/{name}.parquet"))
-                 for name in ("train", "in_distribution")]
+        train, test = (pd.read_parquet(repo / f"data/prompts/{name}.parquet")["prompt"]
+                       for name in ("train", "in_distribution"))
+        counts = json.loads((repo / "data/prompts/counts.json").read_text())["train"]
     finally:
         run(repo, "git", "checkout", "-q", "--", "params.yaml")
-    assert sizes == [8, 2]
+    # 10 of the 24 toxic rows are sampled; the fixture repeats each comment 4 times, and the
+    # wiki_toxic fixture holds the same toxic comments: repeats and OOD prompts are dropped
+    # before the 80/20 split of what is left (test size rounded up)
+    assert counts["duplicates_dropped"] > 0 and counts["ood_overlap_dropped"] > 0
+    assert len(train) + len(test) == \
+        10 - counts["duplicates_dropped"] - counts["ood_overlap_dropped"]
+    assert len(test) == math.ceil((len(train) + len(test)) * 0.2)
+    assert set(train).isdisjoint(test)
 
 
 @pytest.mark.parametrize("override, message", [

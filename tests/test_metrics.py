@@ -1,4 +1,4 @@
-"""Toxicity summaries of scored rollouts and the PPO training summary."""
+"""Toxicity summaries of scored rollouts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detox.metrics import (distinct_n, eval_metrics, expected_max_toxicity, paired_bootstrap,
-                           perplexity, toxicity_probability, toxicity_summary, train_summary)
+from detox.evaluate.metrics import (distinct_n, eval_metrics, expected_max_toxicity, paired_bootstrap,
+                           perplexity, toxicity_probability, toxicity_summary)
 
 SCORES = [0.12, 0.5, 0.93, 0.07, 0.31, 0.66]
 
@@ -120,43 +120,3 @@ def test_eval_metrics_fields_from_known_rollouts():
         statistics.fmean(np.subtract(per_prompt_detox, per_prompt_base)), abs=1e-6)
     emt_difference = metrics["detoxified_minus_base"]["expected_max_toxicity"]["diff"]
     assert emt_difference == pytest.approx(((0.1 - 0.9) + (0.4 - 0.7) + (0.1 - 0.3)) / 3, abs=1e-6)
-
-
-def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> list[dict]:
-    return [{"step": i + 1, "reward_mean": r, "toxicity_mean": t, "kl": k, "kl_coef": 0.2,
-             "response_tokens": 12.0, "seconds": 1.5}
-            for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))]
-
-
-def test_train_summary_start_and_end_windows():
-    rewards = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
-    toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
-    kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
-    parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
-    summary = train_summary(make_log(rewards, toxicities, kls), parameters, 12.345, window=3)
-    assert summary == {
-        "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
-        "steps": 7,
-        "reward_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3),
-        "reward_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3),
-        "toxicity_mean_start": pytest.approx((0.9 + 0.8 + 0.7) / 3),
-        "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3),
-        "kl_last": 1.25,
-        "seconds": 12.3,
-    }
-
-
-def test_train_summary_default_window_is_five_steps():
-    rewards = [float(i) for i in range(12)]  # 0..11
-    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {}, 1.0)
-    assert summary["reward_mean_start"] == pytest.approx(2.0)   # mean of 0..4
-    assert summary["reward_mean_end"] == pytest.approx(9.0)     # mean of 7..11
-    assert summary["steps"] == 12
-
-
-def test_train_summary_log_shorter_than_window():
-    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, 0.04, window=5)
-    assert summary["reward_mean_start"] == summary["reward_mean_end"] == pytest.approx(1.5)
-    assert summary["toxicity_mean_start"] == pytest.approx(0.3)
-    assert summary["kl_last"] == pytest.approx(0.3)
-    assert summary["seconds"] == 0.0

@@ -18,8 +18,7 @@ import yaml
 from transformers import GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig, RobertaForSequenceClassification
 
 from hub_fixtures import TOXIC, wiki_toxic_parquet, wikitext_txt
-from project import copy_project, run
-from test_presets import composed
+from project import composed, copy_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +39,13 @@ def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
     )).save_pretrained(scorer_dir)
     tokenizer.save_pretrained(scorer_dir)
 
-    # RealToxicityPrompts-shaped prompts long enough for the preset's 30-40 prompt tokens.
+    # RealToxicityPrompts-shaped prompts, distinct within the preset's 30-40 query tokens.
     rtp = tmp_path / "rtp.jsonl"
     rtp.write_text("".join(
-        json.dumps({"prompt": {"text": " ".join(TOXIC[i:] + TOXIC[:i]) * 2, "toxicity": 0.9},
-                    "continuation": {"text": "x", "toxicity": 0.1}}) + "\n"
-        for i in range(len(TOXIC)) for _ in range(8)))
+        json.dumps({"prompt": {"text": f"{j} " + " ".join(TOXIC[i:] + TOXIC[:i]),
+                               "toxicity": 0.9},
+                    "continuation": {"text": " " + " ".join(TOXIC), "toxicity": 0.1}}) + "\n"
+        for i in range(len(TOXIC)) for j in range(8)))
 
     repo = tmp_path / "project"
     repo.mkdir()

@@ -1,18 +1,30 @@
-"""params.yaml -> Params: the committed file parses; every invalid value is a one-line DetoxError
-that names the offending param."""
+"""params.yaml -> each stage's typed params: the committed file parses; every invalid value is a
+one-line DetoxError that names the offending param; a params.yaml out of step with conf/ is
+reported in one line."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from detox import DetoxError
-from detox.params import (DataParams, GenerationParams, Params, PPOParams, load_params,
-                          parse_params)
+from detox.evaluate.params import EvaluateParams
+from detox.params import load_param, load_params, parse, read_params
+from detox.prepare.params import PrepareParams
+from detox.train.params import GenerationParams, PPOParams, TrainParams
+from project import ROOT
 
-PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
+PARAMS_YAML = ROOT / "params.yaml"
+SCHEMAS = (PrepareParams, TrainParams, EvaluateParams)
+
+
+def parse_params(raw) -> TrainParams:
+    """Every stage's view of ``raw`` (so any bad value fails); the train stage's is returned."""
+    views = [parse(schema, raw) for schema in SCHEMAS]
+    return views[1]
 
 
 def set_param(raw: dict, dotted: str, value) -> dict:
@@ -42,9 +54,8 @@ def parse_error(raw) -> str:
 
 
 def test_committed_params_yaml_loads(committed_params):
-    params = load_params(PARAMS_YAML)
-    assert isinstance(params, Params)
-    assert isinstance(params.data, DataParams)
+    params = load_params(TrainParams, PARAMS_YAML)
+    assert isinstance(params, TrainParams)
     assert isinstance(params.ppo, PPOParams)
     assert isinstance(params.generation, GenerationParams)
     # values come through unchanged and typed
@@ -57,11 +68,13 @@ def test_committed_params_yaml_loads(committed_params):
     assert isinstance(params.ppo.adaptive_kl, bool)
     assert params.model.neutral_label == committed_params["model"]["neutral_label"]
     assert params.generation.max_new_tokens == committed_params["generation"]["max_new_tokens"]
-    assert params.data.test_fraction == pytest.approx(committed_params["data"]["test_fraction"])
+    prepared = load_params(PrepareParams, PARAMS_YAML)
+    assert prepared.data.test_fraction == pytest.approx(committed_params["data"]["test_fraction"])
+    assert load_params(EvaluateParams, PARAMS_YAML).eval.top_p == 1.0
 
 
 def test_parse_params_of_committed_mapping_equals_load(raw_params):
-    assert parse_params(raw_params) == load_params(PARAMS_YAML)
+    assert parse_params(raw_params) == load_params(TrainParams, PARAMS_YAML)
 
 
 def test_params_are_frozen(raw_params):
@@ -133,6 +146,9 @@ def test_bounds_are_inclusive_where_documented(raw_params):
     ("generation.top_p", 1.5),
     ("generation.min_new_tokens", 0),
     ("eval.batch_size", 0),
+    ("eval.top_p", 0),
+    ("eval.max_new_tokens", 0),
+    ("data.train_query", "continuation"),
 ])
 def test_invalid_value_names_the_param(raw_params, dotted, value):
     message = parse_error(set_param(raw_params, dotted, value))
@@ -162,15 +178,6 @@ def test_prompt_max_below_prompt_min(raw_params):
     assert "data.prompt_max_tokens=5" in parse_error(raw_params)
 
 
-@pytest.mark.parametrize("dotted, expected", [
-    ("colour", "unknown param colour"),
-    ("ppo.colour", "unknown param ppo.colour"),
-    ("generation.temperature", "unknown param generation.temperature"),
-])
-def test_unknown_param(raw_params, dotted, expected):
-    assert expected in parse_error(set_param(raw_params, dotted, 1))
-
-
 @pytest.mark.parametrize("dotted", ["seed", "layers", "reward", "ppo.steps",
                                     "data.toxicity_threshold", "model.neutral_label",
                                     "generation.top_p", "eval.batch_size"])
@@ -197,7 +204,7 @@ def test_invalid_yaml_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("seed: 0\nppo: [unclosed\n  batch_size: 64\n")
     with pytest.raises(DetoxError) as info:
-        load_params(path)
+        load_params(TrainParams, path)
     message = str(info.value)
     assert "not valid YAML" in message and str(path) in message
     assert "\n" not in message
@@ -205,11 +212,79 @@ def test_invalid_yaml_file(tmp_path):
 
 def test_missing_file(tmp_path):
     with pytest.raises(DetoxError, match="not found"):
-        load_params(tmp_path / "nope.yaml")
+        load_params(TrainParams, tmp_path / "nope.yaml")
 
 
 def test_load_params_validates(tmp_path, raw_params):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(set_param(raw_params, "reward", "foo")))
     with pytest.raises(DetoxError, match="reward='foo'"):
-        load_params(path)
+        load_params(TrainParams, path)
+
+
+def test_a_stage_ignores_the_params_of_other_stages(raw_params):
+    # a new param for evaluate must not touch what train reads (nor its code: see test_stage_deps)
+    set_param(raw_params, "eval.new_option", 3)
+    set_param(raw_params, "colour", "blue")
+    assert parse(TrainParams, raw_params) == parse_params(yaml.safe_load(PARAMS_YAML.read_text()))
+
+
+def test_load_param_reads_one_dotted_param():
+    assert load_param("data.train", str, PARAMS_YAML) == "builtin:toxic-prompts"
+    assert load_param("model.fluency_lm", str | None, PARAMS_YAML) is None
+    with pytest.raises(DetoxError, match="model.fluency_lm=None is invalid"):
+        load_param("model.fluency_lm", str, PARAMS_YAML)
+    with pytest.raises(DetoxError, match="missing param data.colour"):
+        load_param("data.colour", str, PARAMS_YAML)
+
+
+# --- params.yaml and conf/: one source of truth -------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copy(PARAMS_YAML, tmp_path / "params.yaml")
+    return tmp_path
+
+
+def test_params_yaml_as_composed_says_nothing(project, capsys, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    read_params(project / "params.yaml")
+    assert capsys.readouterr().err == ""
+
+
+def test_conf_edited_but_not_composed_is_reported_in_one_line(project, capsys, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    config = project / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("  steps: 30", "  steps: 40"))
+    read_params(project / "params.yaml")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: params.yaml differs")
+    assert "ppo.steps: 30 (conf/: 40)" in lines[0] and "dvc exp run" in lines[0]
+
+
+def test_hand_edited_params_yaml_is_reported_in_one_line(project, capsys, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump(set_param(raw, "layers", 10)))
+    read_params(project / "params.yaml")
+    err = capsys.readouterr().err
+    assert "layers: 10 (conf/: 8)" in err and "overwritten by the next `dvc exp run`" in err
+
+
+def test_a_preset_is_compared_with_its_own_composition(project, capsys, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    from project import composed
+
+    (project / "params.yaml").write_text(yaml.safe_dump(composed("preset=paper-rtp")))
+    read_params(project / "params.yaml")
+    assert capsys.readouterr().err == ""
+
+
+def test_inside_dvc_exp_run_params_yaml_was_just_composed(project, capsys, monkeypatch):
+    # `dvc exp run -S layers=10` composes conf/ + the override; the stage has nothing to report
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump(set_param(raw, "layers", 10)))
+    read_params(project / "params.yaml")
+    assert capsys.readouterr().err == ""

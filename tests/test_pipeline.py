@@ -58,7 +58,8 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
     for path in ("data/models/detoxified/config.json", "plots/toxicity.png",
                  "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png",
                  "plots/train_curve.csv", "plots/eval_toxicity.csv",
-                 "data/rollouts/ood_benign.parquet", "data/raw/manifest.json"):
+                 "data/rollouts/ood_benign.parquet", "data/raw/train.json",
+                 "data/models/base/source.json"):
         assert (repo / path).is_file(), path
 
 

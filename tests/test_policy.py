@@ -8,8 +8,8 @@ import torch
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from detox import DetoxError
-from detox.policy import (count_parameters, load_causal_lm, load_tokenizer, load_trainable,
-                          require_context, snapshot_policy)
+from detox.models import load_causal_lm, load_tokenizer, require_context
+from detox.train.policy import count_parameters, load_trainable
 
 CPU = torch.device("cpu")
 BLOCKS = 12
@@ -159,7 +159,7 @@ def test_count_parameters_by_hand():
 # --- tokenizer, eval model, snapshot ---------------------------------------------------------
 
 def test_load_tokenizer_pads_right_with_eos(tmp_path, corpus_texts):
-    from detox.builtin.tiny_model import train_tokenizer
+    from detox.download.builtin.tiny_model import train_tokenizer
 
     tokenizer = train_tokenizer(corpus_texts[:50], vocab_size=300)
     tokenizer.pad_token = None  # like gpt-neo-125m's own tokenizer
@@ -191,22 +191,3 @@ def test_load_causal_lm_is_in_eval_mode(tiny_neo_dir):
     assert next(model.parameters()).device.type == "cpu"
     assert next(model.parameters()).dtype == torch.float32
     assert model.config.num_hidden_layers == BLOCKS
-
-
-def test_snapshot_policy_from_a_local_folder(tiny_neo_dir, tmp_path):
-    dest = tmp_path / "base"
-    manifest = snapshot_policy(str(tiny_neo_dir), dest, seed=0)
-    assert manifest["source"] == str(tiny_neo_dir)
-    assert manifest["blocks"] == BLOCKS
-    original = GPTNeoForCausalLM.from_pretrained(tiny_neo_dir)
-    assert manifest["parameters"] == sum(p.numel() for p in original.parameters())
-    copy = GPTNeoForCausalLM.from_pretrained(dest)
-    for (name, a), (_, b) in zip(original.named_parameters(), copy.named_parameters()):
-        assert torch.equal(a, b), name
-    assert load_tokenizer(dest).pad_token_id == load_tokenizer(tiny_neo_dir).pad_token_id
-
-
-def test_snapshot_policy_unknown_builtin(tmp_path):
-    with pytest.raises(DetoxError, match="model.policy='builtin:gpt-5'"):
-        snapshot_policy("builtin:gpt-5", tmp_path / "base", seed=0)
-    assert not (tmp_path / "base").exists()

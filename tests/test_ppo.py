@@ -8,17 +8,19 @@ import pytest
 import torch
 from trl import PPOTrainer
 
-from detox.params import parse_params
-from detox.policy import load_tokenizer, load_trainable
-from detox.ppo import ppo_config, train
-from detox.scorers import PackagedScorer
+from detox.params import parse
+from detox.train.params import TrainParams
+from detox.models import load_tokenizer
+from detox.train.policy import load_trainable
+from detox.train.ppo import ppo_config, train, train_summary
+from detox.scoring import PackagedScorer
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def params(committed_params):
-    params = parse_params(committed_params)
+    params = parse(TrainParams, committed_params)
     return dataclasses.replace(
         params, layers=4,
         ppo=dataclasses.replace(params.ppo, steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=1,
@@ -66,3 +68,45 @@ def test_ppo_forward_pass_scores_a_padded_row_like_the_row_alone(tiny_neo_dir, p
     alone_logprobs, alone_masks = logprobs(queries[1:], responses[1:])
     short = batch_logprobs[1][batch_masks[1].bool()]
     torch.testing.assert_close(short, alone_logprobs[0][alone_masks[0].bool()], rtol=1e-4, atol=1e-5)
+
+
+# --- the summary of the log ------------------------------------------------------------------
+
+def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> list[dict]:
+    return [{"step": i + 1, "reward_mean": r, "toxicity_mean": t, "kl": k, "kl_coef": 0.2,
+             "response_tokens": 12.0, "seconds": 1.5}
+            for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))]
+
+
+def test_train_summary_start_and_end_windows():
+    rewards = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
+    kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
+    parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
+    summary = train_summary(make_log(rewards, toxicities, kls), parameters, 12.345, window=3)
+    assert summary == {
+        "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
+        "steps": 7,
+        "reward_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3),
+        "reward_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3),
+        "toxicity_mean_start": pytest.approx((0.9 + 0.8 + 0.7) / 3),
+        "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3),
+        "kl_last": 1.25,
+        "seconds": 12.3,
+    }
+
+
+def test_train_summary_default_window_is_five_steps():
+    rewards = [float(i) for i in range(12)]  # 0..11
+    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {}, 1.0)
+    assert summary["reward_mean_start"] == pytest.approx(2.0)   # mean of 0..4
+    assert summary["reward_mean_end"] == pytest.approx(9.0)     # mean of 7..11
+    assert summary["steps"] == 12
+
+
+def test_train_summary_log_shorter_than_window():
+    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, 0.04, window=5)
+    assert summary["reward_mean_start"] == summary["reward_mean_end"] == pytest.approx(1.5)
+    assert summary["toxicity_mean_start"] == pytest.approx(0.3)
+    assert summary["kl_last"] == pytest.approx(0.3)
+    assert summary["seconds"] == 0.0

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from detox.builtin import corpus
+from detox.download.builtin import corpus
 from project import ROOT
 
 SHARED = ["shut up you clown", "you are a pig", "what a fool"]  # short: no cut changes them

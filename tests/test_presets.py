@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from detox.params import parse_params
+from detox.evaluate.params import EvaluateParams
+from detox.params import parse
+from detox.prepare.params import PrepareParams
+from detox.train.params import TrainParams
 from project import ROOT, composed
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "preset").glob("*.yaml"))
@@ -18,8 +21,10 @@ def test_params_yaml_is_the_composed_default():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_to_valid_params(preset):
-    params = parse_params(composed(f"preset={preset}"))
-    assert params.preset == preset
+    params = composed(f"preset={preset}")
+    assert params["preset"] == preset
+    for schema in (PrepareParams, TrainParams, EvaluateParams):
+        parse(schema, params)
 
 
 def test_paper_presets_use_the_papers_models_and_sets():

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from detox.builtin import corpus
-from detox.metrics import eval_metrics
-from detox.params import EvalParams
-from detox.report import caveats, render
-from detox.rollouts import continuation_nll, rollout_table
-from detox.scorers import PackagedScorer, toxicity
+from detox.download.builtin import corpus
+from detox.evaluate.metrics import eval_metrics
+from detox.evaluate.params import EvalParams
+from detox.evaluate.report import caveats, render
+from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.rollouts import rollout_table
+from detox.scoring import PackagedScorer, toxicity
 
 SAMPLING = EvalParams(batch_size=8, samples_per_prompt=2, max_new_tokens=6, top_k=0, top_p=1.0,
                       bootstrap_resamples=100)

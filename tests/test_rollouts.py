@@ -1,4 +1,5 @@
-"""Batched generation on a tiny random GPT-Neo: seeding, left padding, eos cut, decoding."""
+"""Batched generation and eval rollouts on a tiny random GPT-Neo: seeding, left padding, eos cut,
+decoding, lengths; the fluency NLL."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ import pandas as pd
 import pytest
 import torch
 
-from detox.builtin import corpus
-from detox.params import GenerationParams
-from detox.metrics import perplexity
-from detox.rollouts import continuation_nll, continuations, generate, rollout_table
+from detox.download.builtin import corpus
+from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.metrics import perplexity
+from detox.evaluate.params import EvalParams
+from detox.evaluate.rollouts import continuations, rollout_table
+from detox.generation import generate
 
-SAMPLE = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=0, top_p=1.0)
-GREEDY = GenerationParams(min_new_tokens=1, max_new_tokens=8, top_k=1, top_p=1.0)
+
+def sampling(max_new_tokens: int = 8, top_k: int = 0) -> EvalParams:
+    return EvalParams(batch_size=8, samples_per_prompt=1, max_new_tokens=max_new_tokens,
+                      top_k=top_k, top_p=1.0, bootstrap_resamples=100)
+
+
+SAMPLE, GREEDY = sampling(), sampling(top_k=1)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +53,9 @@ def test_queries_have_different_lengths(queries):
 
 
 def test_generate_is_deterministic_for_a_seed(tiny_neo, tokenizer, queries):
-    first = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=3)
-    again = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=3)
-    other = generate(tiny_neo, tokenizer, queries, 8, SAMPLE, seed=4)
+    first = generate(tiny_neo, tokenizer, queries, 8, 0, 1.0, seed=3)
+    again = generate(tiny_neo, tokenizer, queries, 8, 0, 1.0, seed=3)
+    other = generate(tiny_neo, tokenizer, queries, 8, 0, 1.0, seed=4)
     assert len(first) == len(queries)
     assert [r.tolist() for r in first] == [r.tolist() for r in again]
     assert [r.tolist() for r in first] != [r.tolist() for r in other]
@@ -59,9 +67,9 @@ def test_generate_is_deterministic_for_a_seed(tiny_neo, tokenizer, queries):
 def test_greedy_batch_equals_each_prompt_alone(tiny_neo, tokenizer, queries):
     """Left padding and the attention mask make a padded batch decode like single prompts."""
     eos = tokenizer.eos_token_id
-    batched = generate(tiny_neo, tokenizer, queries, 8, GREEDY, seed=0)
+    batched = generate(tiny_neo, tokenizer, queries, 8, 1, 1.0, seed=0)
     for query, response in zip(queries, batched):
-        alone = generate(tiny_neo, tokenizer, [query], 8, GREEDY, seed=99)[0]
+        alone = generate(tiny_neo, tokenizer, [query], 8, 1, 1.0, seed=99)[0]
         assert response.tolist() == alone.tolist()
         # and both are the continuation only, equal to step-by-step greedy decoding
         assert response.tolist() == greedy_reference(tiny_neo, query, 8, eos)
@@ -69,7 +77,7 @@ def test_greedy_batch_equals_each_prompt_alone(tiny_neo, tokenizer, queries):
 
 def test_greedy_continuations_are_not_all_the_same(tiny_neo, tokenizer, queries):
     # guards the test above: a model that ignored its prompt would pass it trivially
-    batched = generate(tiny_neo, tokenizer, queries, 8, GREEDY, seed=0)
+    batched = generate(tiny_neo, tokenizer, queries, 8, 1, 1.0, seed=0)
     assert len({tuple(r.tolist()) for r in batched}) > 1
 
 
@@ -98,7 +106,7 @@ def eos_prone(make_tiny_neo, tokenizer):
 def test_responses_end_at_the_first_eos(eos_prone, tokenizer, queries):
     eos = tokenizer.eos_token_id
     batch = queries * 4  # 20 rows
-    responses = generate(eos_prone, tokenizer, batch, 12, SAMPLE, seed=0)
+    responses = generate(eos_prone, tokenizer, batch, 12, 0, 1.0, seed=0)
     assert len(responses) == len(batch)
     for response in responses:
         tokens = response.tolist()
@@ -131,7 +139,7 @@ def test_continuations_drop_eos_text_and_count_tokens_before_it(eos_prone, token
     assert all(tokenizer.eos_token not in t for t in out["continuation"])
     responses = [r for start in range(0, len(queries) * 4, 8)
                  for r in generate(eos_prone, tokenizer, (queries * 4)[start:start + 8], 8,
-                                   SAMPLE, seed=start)]
+                                   0, 1.0, seed=start)]
     eos = tokenizer.eos_token_id
     assert out["continuation_tokens"].tolist() == [len(r) - (int(r[-1]) == eos) for r in responses]
     assert out["ended_with_eos"].tolist() == [int(r[-1]) == eos for r in responses]
@@ -145,7 +153,7 @@ def test_continuations_batches_are_seeded_by_position(tiny_neo, tokenizer, queri
 
 
 def test_generate_under_bfloat16_autocast(tiny_neo, tokenizer, queries):
-    responses = generate(tiny_neo, tokenizer, queries, 6, SAMPLE, seed=0, dtype=torch.bfloat16)
+    responses = generate(tiny_neo, tokenizer, queries, 6, 0, 1.0, seed=0, dtype=torch.bfloat16)
     assert len(responses) == len(queries)
     assert all(1 <= len(r) <= 6 for r in responses)
     assert all(0 <= int(t) < len(tokenizer) for r in responses for t in r)
@@ -202,7 +210,7 @@ def test_rollout_table_has_k_rows_per_prompt_in_order(tiny_neo, tokenizer):
     prompts = pd.DataFrame({"prompt": ["shut up", "the river"],
                             "input_ids": [tokenizer("shut up")["input_ids"],
                                           tokenizer("the river")["input_ids"]]})
-    generation = GenerationParams(min_new_tokens=2, max_new_tokens=4, top_k=0, top_p=1.0)
+    generation = sampling(max_new_tokens=4)
     table = rollout_table(tiny_neo, tokenizer, prompts, 3, generation, batch_size=4, seed=0)
     assert table["prompt_id"].tolist() == [0, 0, 0, 1, 1, 1]
     assert table["sample"].tolist() == [0, 1, 2, 0, 1, 2]

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
 from detox import DetoxError
+from detox.params import require
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """``model.precision`` and ``model.device``, read by the stages that run models."""
+
+    precision: str
+    device: str
+
+    def __post_init__(self) -> None:
+        require(self.precision in DTYPES, "model.precision", self.precision,
+                f"must be one of {', '.join(DTYPES)}")
+        require(self.device in DEVICES, "model.device", self.device,
+                f"must be one of {', '.join(DEVICES)}")
 
 
 def resolve_device(name: str) -> torch.device:

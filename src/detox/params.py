@@ -1,104 +1,57 @@
-"""``params.yaml`` -> typed, validated config. Every error names the param and what is allowed."""
+"""``params.yaml`` -> each stage's typed view of it. Every error names the param.
+
+A stage declares the params it reads as a (nested) frozen dataclass whose field names are the
+param names, mirroring its ``params:`` in ``dvc.yaml``; each dataclass checks its own ranges in
+``__post_init__``. Keys a stage does not declare belong to other stages and are ignored here,
+so a new param of one stage changes no other stage's code.
+
+``params.yaml`` is composed by Hydra from ``conf/`` on every ``dvc exp run``. When a stage runs
+outside ``dvc exp run`` (``dvc repro``) and ``params.yaml`` disagrees with what ``conf/``
+composes, it says so in one line: either ``conf/`` was edited and not composed yet, or
+``params.yaml`` was edited by hand and the next ``dvc exp run`` will overwrite it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+import sys
+import types
+from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
 from detox import DetoxError
 
-REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
-PRECISIONS = ("fp32", "fp16", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
-QUERIES = ("prompt", "prompt_continuation")
+Schema = TypeVar("Schema")
+# Set by DVC in every stage of `dvc exp run`, which has just composed params.yaml from conf/.
+EXPERIMENT_ENV = "DVC_EXP_BASELINE_REV"
 
 
-@dataclass(frozen=True)
-class DataParams:
-    train: str
-    ood_toxic: str
-    ood_benign: str
-    prompt_min_tokens: int
-    prompt_max_tokens: int
-    toxicity_threshold: float
-    test_fraction: float
-    eval_prompts: int
-    train_prompts: int | None
-    train_query: str
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    policy: str
-    scorer: str
-    neutral_label: str | None
-    judge: str
-    judge_neutral_label: str | None
-    fluency_lm: str | None
-    precision: str
-    device: str
-
-
-@dataclass(frozen=True)
-class PPOParams:
-    steps: int
-    batch_size: int
-    mini_batch_size: int
-    ppo_epochs: int
-    learning_rate: float
-    init_kl_coef: float
-    target_kl: float
-    adaptive_kl: bool
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    min_new_tokens: int
-    max_new_tokens: int
-    top_k: int
-    top_p: float
-
-
-@dataclass(frozen=True)
-class EvalParams:
-    batch_size: int
-    samples_per_prompt: int
-    max_new_tokens: int
-    top_k: int
-    top_p: float
-    bootstrap_resamples: int
-
-
-@dataclass(frozen=True)
-class Params:
-    preset: str
-    seed: int
-    layers: int
-    reward: str
-    data: DataParams
-    model: ModelParams
-    ppo: PPOParams
-    generation: GenerationParams
-    eval: EvalParams
-
-
-def _fail(name: str, value: Any, allowed: str) -> DetoxError:
+def fail(name: str, value: Any, allowed: str) -> DetoxError:
     return DetoxError(f"params.yaml: {name}={value!r} is invalid: {allowed}")
 
 
-def _typed(name: str, value: Any, kind: type) -> Any:
+def require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise fail(name, value, allowed)
+
+
+def typed(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as ``kind`` (bool, int, float, str or one of them | None), strictly."""
+    if isinstance(kind, types.UnionType):  # `int | None`, `str | None`
+        inner = next(k for k in kind.__args__ if k is not type(None))
+        return None if value is None else typed(name, value, inner)
     # bool is an int subclass and YAML reads 1e-4 as a string: be strict and forgiving in turn
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise _fail(name, value, "must be true or false")
+        raise fail(name, value, "must be true or false")
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise _fail(name, value, "must be an integer")
+        raise fail(name, value, "must be an integer")
     if kind is float:
         if isinstance(value, str):
             try:
@@ -107,116 +60,98 @@ def _typed(name: str, value: Any, kind: type) -> Any:
                 pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise _fail(name, value, "must be a number")
+        raise fail(name, value, "must be a number")
     if kind is str:
         if isinstance(value, str) and value:
             return value
-        raise _fail(name, value, "must be a non-empty string")
-    if isinstance(kind, str) and kind.endswith(" | None"):
-        inner = {"str": str, "int": int}[kind.removesuffix(" | None")]
-        return None if value is None else _typed(name, value, inner)
+        raise fail(name, value, "must be a non-empty string")
     raise TypeError(kind)
 
 
-def _section(cls: type, raw: Any, prefix: str) -> Any:
+def parse(schema: type[Schema], raw: Any, prefix: str = "") -> Schema:
+    """The fields of the dataclass ``schema`` read from the mapping ``raw``, checked."""
     if not isinstance(raw, dict):
-        raise _fail(prefix.rstrip("."), raw, "must be a mapping")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise DetoxError(f"params.yaml: unknown param {prefix}{unknown[0]}; known: "
-                         + ", ".join(prefix + n for n in sorted(names)))
+        raise fail(prefix.rstrip(".") or "params.yaml", raw, "must be a mapping")
+    hints = get_type_hints(schema)
     values = {}
-    for f in fields(cls):
-        if f.name not in raw:
-            raise DetoxError(f"params.yaml: missing param {prefix}{f.name}")
-        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(f.type, f.type)
-        values[f.name] = _typed(prefix + f.name, raw[f.name], kind)
-    return cls(**values)
-
-
-def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise _fail(name, value, allowed)
-
-
-def parse_params(raw: Any) -> Params:
-    """Validate a ``params.yaml`` mapping; raise DetoxError naming the first bad param."""
-    if not isinstance(raw, dict):
-        raise DetoxError("params.yaml: must be a mapping of params")
-    sections = {"data": DataParams, "model": ModelParams, "ppo": PPOParams,
-                "generation": GenerationParams, "eval": EvalParams}
-    known = {"preset", "seed", "layers", "reward", *sections}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise DetoxError(f"params.yaml: unknown param {unknown[0]}; known: {', '.join(sorted(known))}")
-    for name in ("preset", "seed", "layers", "reward"):
-        if name not in raw:
+    for field in fields(schema):
+        name = prefix + field.name
+        if field.name not in raw:
             raise DetoxError(f"params.yaml: missing param {name}")
-    params = Params(
-        preset=_typed("preset", raw["preset"], str),
-        seed=_typed("seed", raw["seed"], int),
-        layers=_typed("layers", raw["layers"], int),
-        reward=_typed("reward", raw["reward"], str),
-        **{name: _section(cls, raw.get(name), f"{name}.") for name, cls in sections.items()},
-    )
-    _check_ranges(params)
-    return params
+        kind = hints[field.name]
+        values[field.name] = (parse(kind, raw[field.name], name + ".") if is_dataclass(kind)
+                              else typed(name, raw[field.name], kind))
+    return schema(**values)
 
 
-def _check_ranges(p: Params) -> None:
-    _require(p.seed >= 0, "seed", p.seed, "must be >= 0")
-    # The upper bound is the policy's block count, checked once the policy is loaded.
-    _require(p.layers >= 1, "layers", p.layers,
-             "must be between 1 and the policy's number of transformer blocks")
-    _require(p.reward in REWARDS, "reward", p.reward, f"must be one of {', '.join(REWARDS)}")
-    d = p.data
-    _require(d.prompt_min_tokens >= 1, "data.prompt_min_tokens", d.prompt_min_tokens, "must be >= 1")
-    _require(d.prompt_max_tokens >= d.prompt_min_tokens, "data.prompt_max_tokens",
-             d.prompt_max_tokens, f"must be >= data.prompt_min_tokens ({d.prompt_min_tokens})")
-    _require(0 <= d.toxicity_threshold < 1, "data.toxicity_threshold", d.toxicity_threshold,
-             "must be in [0, 1)")
-    _require(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "must be in (0, 1)")
-    _require(d.eval_prompts >= 1, "data.eval_prompts", d.eval_prompts, "must be >= 1")
-    _require(d.train_prompts is None or d.train_prompts >= 2, "data.train_prompts",
-             d.train_prompts, "must be null (all) or >= 2")
-    _require(d.train_query in QUERIES, "data.train_query", d.train_query,
-             f"must be one of {', '.join(QUERIES)}")
-    m = p.model
-    _require(m.precision in PRECISIONS, "model.precision", m.precision,
-             f"must be one of {', '.join(PRECISIONS)}")
-    _require(m.device in DEVICES, "model.device", m.device, f"must be one of {', '.join(DEVICES)}")
-    o = p.ppo
-    for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs"):
-        value = getattr(o, name)
-        _require(value >= 1, f"ppo.{name}", value, "must be a positive integer")
-    _require(o.batch_size % o.mini_batch_size == 0, "ppo.mini_batch_size", o.mini_batch_size,
-             f"must divide ppo.batch_size ({o.batch_size})")
-    _require(o.learning_rate > 0, "ppo.learning_rate", o.learning_rate, "must be > 0")
-    _require(o.init_kl_coef >= 0, "ppo.init_kl_coef", o.init_kl_coef, "must be >= 0")
-    _require(o.target_kl > 0, "ppo.target_kl", o.target_kl, "must be > 0")
-    g = p.generation
-    _require(g.min_new_tokens >= 1, "generation.min_new_tokens", g.min_new_tokens, "must be >= 1")
-    _require(g.max_new_tokens >= g.min_new_tokens, "generation.max_new_tokens", g.max_new_tokens,
-             f"must be >= generation.min_new_tokens ({g.min_new_tokens})")
-    _require(g.top_k >= 0, "generation.top_k", g.top_k, "must be >= 0 (0 disables top-k)")
-    _require(0 < g.top_p <= 1, "generation.top_p", g.top_p, "must be in (0, 1]")
-    e = p.eval
-    _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, "must be >= 1")
-    _require(e.samples_per_prompt >= 1, "eval.samples_per_prompt", e.samples_per_prompt,
-             "must be >= 1")
-    _require(e.max_new_tokens >= 1, "eval.max_new_tokens", e.max_new_tokens, "must be >= 1")
-    _require(e.top_k >= 0, "eval.top_k", e.top_k, "must be >= 0 (0 disables top-k)")
-    _require(0 < e.top_p <= 1, "eval.top_p", e.top_p, "must be in (0, 1]")
-    _require(e.bootstrap_resamples >= 100, "eval.bootstrap_resamples", e.bootstrap_resamples,
-             "must be >= 100")
+def param_names(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted param name ``schema`` reads (``ppo.batch_size``, ...)."""
+    hints = get_type_hints(schema)
+    names = []
+    for field in fields(schema):
+        kind = hints[field.name]
+        names += (param_names(kind, f"{prefix}{field.name}.") if is_dataclass(kind)
+                  else [prefix + field.name])
+    return names
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """The raw params mapping, after warning where it disagrees with ``conf/``."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise DetoxError(f"{path} not found: run from the repository root") from None
     except yaml.YAMLError as error:
         raise DetoxError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    return parse_params(raw)
+    if not isinstance(raw, dict):
+        raise DetoxError(f"{path}: must be a mapping of params")
+    conf = Path(path).parent / "conf"
+    if conf.is_dir() and EXPERIMENT_ENV not in os.environ:
+        stale = differences(raw, compose(conf, raw.get("preset")))
+        if stale:
+            print(f"warning: params.yaml differs from what conf/ composes for preset="
+                  f"{raw.get('preset')} ({'; '.join(stale[:3])}"
+                  f"{'; ...' if len(stale) > 3 else ''}): this run uses params.yaml. If you "
+                  "edited conf/, run `dvc exp run` to compose it; to change one value, use "
+                  "`dvc exp run -S key=value` (a hand edit of params.yaml is overwritten by the "
+                  "next `dvc exp run`)", file=sys.stderr)
+    return raw
+
+
+def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schema:
+    return parse(schema, read_params(path))
+
+
+def load_param(name: str, kind: Any, path: str | Path = "params.yaml") -> Any:
+    """One dotted param (``data.train``), typed."""
+    node: Any = read_params(path)
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise DetoxError(f"params.yaml: missing param {name}")
+        node = node[part]
+    return typed(name, node, kind)
+
+
+def compose(conf: Path, preset: Any) -> dict:
+    """What Hydra composes from ``conf`` for ``preset`` (as ``dvc exp run -S preset=...``)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    overrides = [f"preset={preset}"] if isinstance(preset, str) else []
+    try:
+        with initialize_config_dir(config_dir=str(conf.resolve()), version_base=None):
+            return OmegaConf.to_container(hydra_compose(config_name="config",
+                                                        overrides=overrides))
+    except Exception as error:  # Hydra raises several types for a bad preset or conf/
+        raise DetoxError(f"conf/ does not compose for preset={preset!r}: "
+                         f"{str(error).splitlines()[0]}") from None
+
+
+def differences(actual: Any, expected: Any, prefix: str = "") -> list[str]:
+    """``name: actual (conf/: expected)`` for every param where the two mappings differ."""
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return [line for key in sorted(set(actual) | set(expected), key=str)
+                for line in differences(actual.get(key), expected.get(key), f"{prefix}{key}.")]
+    if actual == expected:
+        return []
+    return [f"{prefix.rstrip('.')}: {actual!r} (conf/: {expected!r})"]

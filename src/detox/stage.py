@@ -1,4 +1,4 @@
-"""What every stage script shares: load params, run, turn user errors into one line."""
+"""What every stage script shares: run, and turn user errors into one line."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from detox import DetoxError
-from detox.params import Params, load_params
 
 
-def run_stage(main: Callable[[Params], None]) -> None:
-    """Run ``main(params)``; a DetoxError prints ``error: ...`` and exits 2 with no traceback."""
+def run_stage(main: Callable[..., None], *args: Any) -> None:
+    """Run ``main(*args)``; a DetoxError prints ``error: ...`` and exits 2 with no traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # TRL 0.11 warns that PPOTrainer is deprecated and that no dataset was given: both by design.
     warnings.filterwarnings("ignore", category=FutureWarning, module="trl")
     warnings.filterwarnings("ignore", message="No dataset is provided")
     try:
-        main(load_params())
+        main(*args)
     except DetoxError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

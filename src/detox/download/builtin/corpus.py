@@ -73,6 +73,9 @@ ENCYCLOPEDIC_CONTINUATIONS = [
 ]
 
 FAMILIES = ("toxic-prompts", "ood-toxic", "ood-benign")
+# The builtin corpus and policy are fixed assets, like a hub dataset or checkpoint: always built
+# from this seed, whatever params.yaml's seed (which seeds the split, sampling and PPO).
+SEED = 0
 
 
 def _fill(rng: random.Random, template: str) -> str:

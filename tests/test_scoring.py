@@ -10,8 +10,7 @@ import torch
 from profanity_check import predict_prob
 
 from detox import DetoxError
-from detox.scorers import (BUILTIN_MARKER, ClassifierScorer, PackagedScorer, load_scorer,
-                           neutral_index, rewards, snapshot_scorer, toxicity)
+from detox.scoring import ClassifierScorer, PackagedScorer, load_scorer, neutral_index, toxicity
 
 TEXTS = ["you are a stupid idiot and a damn loser", "have a lovely day , thanks for the help",
          "shut up you pathetic moron", "the castle is located in the north and",
@@ -44,36 +43,6 @@ def test_profanity_check_empty_input():
     # an empty continuation (eos first) is scored, not an error
     logits = PackagedScorer("profanity-check").logits(["", "damn"])
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
-
-
-def test_builtin_scorer_snapshot_and_load(tmp_path):
-    manifest = snapshot_scorer("builtin:profanity-check", tmp_path / "scorer")
-    assert (tmp_path / "scorer" / BUILTIN_MARKER).exists()
-    assert manifest["package"] == "alt-profanity-check"
-    assert isinstance(load_scorer(tmp_path / "scorer", CPU, torch.float32), PackagedScorer)
-
-
-def test_unknown_builtin_scorer(tmp_path):
-    with pytest.raises(DetoxError, match="model.scorer"):
-        snapshot_scorer("builtin:perspective", tmp_path / "scorer")
-    assert not (tmp_path / "scorer").exists()
-
-
-def test_better_profanity_judge_is_its_word_list(tmp_path):
-    from better_profanity import profanity
-
-    snapshot_scorer("builtin:better-profanity", tmp_path / "judge", "model.judge")
-    judge = load_scorer(tmp_path / "judge", CPU, torch.float32)
-    assert isinstance(judge, PackagedScorer) and judge.name == "better-profanity"
-    flags = [profanity.contains_profanity(text) for text in TEXTS]
-    assert any(flags) and not all(flags)
-    scores = toxicity(judge.logits(TEXTS), neutral_index(judge.id2label, None))
-    np.testing.assert_allclose(scores, np.array(flags, dtype=float), atol=1e-5)
-
-
-def test_unknown_builtin_judge_names_its_param(tmp_path):
-    with pytest.raises(DetoxError, match=r"model\.judge='builtin:nope'"):
-        snapshot_scorer("builtin:nope", tmp_path / "judge", "model.judge")
 
 
 # --- neutral label ---------------------------------------------------------------------------
@@ -109,74 +78,15 @@ def test_neutral_index_override_not_a_label():
     assert "model.neutral_label='clean'" in str(info.value)
 
 
-# --- rewards and toxicity --------------------------------------------------------------------
+# --- toxicity --------------------------------------------------------------------------------
 
 LOGITS = torch.tensor([[2.0, -1.0], [0.0, 0.0], [-3.0, 1.5], [0.7, 0.2]])
 
 
-def _p_neutral(row: list[float], neutral: int) -> float:
-    exps = [math.exp(x) for x in row]
-    return exps[neutral] / sum(exps)
-
-
-@pytest.mark.parametrize("neutral", [0, 1])
-def test_reward_neutral_logit(neutral):
-    expected = [row[neutral] for row in LOGITS.tolist()]
-    assert rewards(LOGITS, "neutral_logit", neutral).tolist() == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("neutral", [0, 1])
-def test_reward_neutral_softmax(neutral):
-    expected = [_p_neutral(row, neutral) for row in LOGITS.tolist()]
-    assert rewards(LOGITS, "neutral_softmax", neutral).tolist() == pytest.approx(expected, abs=1e-6)
-
-
-@pytest.mark.parametrize("neutral", [0, 1])
-def test_reward_log_toxicity(neutral):
-    expected = [-math.log(1 - _p_neutral(row, neutral)) for row in LOGITS.tolist()]
-    assert rewards(LOGITS, "log_toxicity", neutral).tolist() == pytest.approx(expected, abs=1e-5)
-
-
-def test_reward_log_toxicity_three_classes():
-    logits = torch.tensor([[1.0, 2.0, 0.5], [-1.0, 0.0, 3.0]])
-    for neutral in range(3):
-        expected = [-math.log(1 - _p_neutral(row, neutral)) for row in logits.tolist()]
-        assert rewards(logits, "log_toxicity", neutral).tolist() == pytest.approx(expected,
-                                                                                   abs=1e-5)
-
-
-def test_reward_log_toxicity_is_stable_when_almost_surely_neutral():
-    # P(toxic) = e^-30 / (e^30 + e^-30): 1 - P(neutral) underflows to 0 in float32, the reward
-    # must not become inf: -log P(toxic) = 60 + log(1 + e^-60) ~= 60
-    reward = rewards(torch.tensor([[30.0, -30.0]]), "log_toxicity", 0)
-    assert torch.isfinite(reward).all()
-    assert reward.item() == pytest.approx(60.0, abs=1e-4)
-
-
-@pytest.mark.parametrize("kind", ["neutral_logit", "neutral_softmax", "log_toxicity"])
-def test_rewards_order_by_neutrality(kind):
-    # the more neutral, the higher the reward: rows sorted by neutral logit margin
-    logits = torch.tensor([[-2.0, 2.0], [0.0, 0.5], [1.0, 0.0], [4.0, -1.0]])
-    reward = rewards(logits, kind, 0)
-    assert reward.dtype == torch.float32
-    assert torch.all(reward[1:] > reward[:-1])
-
-
-def test_rewards_accept_half_precision_logits():
-    logits = LOGITS.to(torch.bfloat16)
-    reward = rewards(logits, "log_toxicity", 1)
-    assert reward.dtype == torch.float32
-    torch.testing.assert_close(reward, rewards(logits.float(), "log_toxicity", 1))
-
-
-def test_unknown_reward():
-    with pytest.raises(DetoxError, match="reward='foo'"):
-        rewards(LOGITS, "foo", 0)
-
-
 @pytest.mark.parametrize("neutral", [0, 1])
 def test_toxicity_is_one_minus_neutral_probability(neutral):
-    expected = [1 - _p_neutral(row, neutral) for row in LOGITS.tolist()]
+    expected = [1 - math.exp(row[neutral]) / sum(math.exp(x) for x in row)
+                for row in LOGITS.tolist()]
     result = toxicity(LOGITS, neutral)
     assert isinstance(result, np.ndarray) and result.shape == (len(LOGITS),)
     np.testing.assert_allclose(result, expected, atol=1e-6)

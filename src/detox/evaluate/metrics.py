@@ -1,4 +1,4 @@
-"""Evaluation metrics of scored rollouts, and the training summary.
+"""Evaluation metrics of scored rollouts.
 
 A rollout table holds one row per continuation: ``prompt_id``, ``sample`` (0..k-1),
 ``continuation``, ``continuation_tokens`` (the policy's tokens before its eos),
@@ -109,19 +109,3 @@ def eval_metrics(rollouts: dict[str, dict[str, pd.DataFrame]], seed: int,
         metrics[eval_set] = {"base": model_summary(base), "detoxified": model_summary(detoxified),
                              "detoxified_minus_base": paired}
     return metrics
-
-
-def train_summary(log: list[dict[str, float]], parameters: dict[str, float], seconds: float,
-                  window: int = 5) -> dict[str, float]:
-    """Parameter counts and the reward/KL trend; start/end rewards average ``window`` steps."""
-    frame = pd.DataFrame(log)
-    return {
-        **parameters,
-        "steps": len(frame),
-        "reward_mean_start": round(float(frame["reward_mean"].head(window).mean()), 6),
-        "reward_mean_end": round(float(frame["reward_mean"].tail(window).mean()), 6),
-        "toxicity_mean_start": round(float(frame["toxicity_mean"].head(window).mean()), 6),
-        "toxicity_mean_end": round(float(frame["toxicity_mean"].tail(window).mean()), 6),
-        "kl_last": round(float(frame["kl"].iloc[-1]), 6),
-        "seconds": round(seconds, 1),
-    }

@@ -1,4 +1,4 @@
-"""Toxicity scorers (two-or-more-class logits per text) and the reward transforms on top.
+"""Toxicity scorers: two-or-more-class logits per text, and the toxicity they imply.
 
 A scorer is loaded from the snapshot that ``download`` writes under ``data/models/scorer``:
 either a Hugging Face sequence classifier (``save_pretrained`` folder) or a marker file naming
@@ -16,7 +16,7 @@ import torch
 
 from detox import DetoxError
 
-BUILTIN_SCORERS = ("profanity-check", "better-profanity")
+# The builtin (packaged) scorers and the PyPI package that ships each.
 PACKAGES = {"profanity-check": "alt-profanity-check", "better-profanity": "better-profanity"}
 BUILTIN_MARKER = "builtin_scorer.json"
 # Labels that mean "not toxic" in common toxicity classifiers (dynabench: nothate/hate).
@@ -45,7 +45,7 @@ class PackagedScorer:
     id2label = {0: "neutral", 1: "toxic"}
 
     def __init__(self, name: str) -> None:
-        if name not in BUILTIN_SCORERS:
+        if name not in PACKAGES:
             raise ValueError(f"unknown packaged scorer {name!r}")
         self.name = name
 
@@ -94,33 +94,6 @@ class ClassifierScorer:
         return torch.cat(out)
 
 
-def snapshot_scorer(source: str, dest: Path, param: str = "model.scorer") -> dict:
-    """Materialise the scorer named by ``source`` into the folder ``dest``; return its manifest."""
-    if source.startswith("builtin:"):
-        name = source.removeprefix("builtin:")
-        if name not in BUILTIN_SCORERS:
-            raise DetoxError(f"params.yaml: {param}={source!r} is invalid: builtin scorers "
-                             f"are {', '.join('builtin:' + n for n in BUILTIN_SCORERS)}")
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            manifest = {"source": source, "package": PACKAGES[name],
-                        "version": version(PACKAGES[name])}
-        except PackageNotFoundError:
-            raise DetoxError(f"{param}={source!r} needs `pip install {PACKAGES[name]}`") from None
-        dest.mkdir(parents=True)
-        (dest / BUILTIN_MARKER).write_text(json.dumps(manifest, indent=2) + "\n")
-        return manifest
-    from detox.sources import pretrained
-
-    model = pretrained("AutoModelForSequenceClassification", source, param)
-    tokenizer = pretrained("AutoTokenizer", source, param)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return {"source": source, "revision": getattr(model.config, "_commit_hash", None),
-            "id2label": model.config.id2label}
-
-
 def load_scorer(path: str | Path, device: torch.device, dtype: torch.dtype,
                 batch_size: int = 64) -> Scorer:
     path = Path(path)
@@ -151,22 +124,3 @@ def neutral_index(id2label: dict[int, str], neutral_label: str | None,
 def toxicity(logits: torch.Tensor, neutral: int) -> np.ndarray:
     """Probability of anything but the neutral label."""
     return (1 - logits.float().softmax(dim=-1)[:, neutral]).numpy()
-
-
-def rewards(logits: torch.Tensor, kind: str, neutral: int) -> torch.Tensor:
-    """Per-text PPO reward, higher = less toxic.
-
-    neutral_logit:   raw logit of the neutral label (the paper's choice: smoothest).
-    neutral_softmax: softmax probability of the neutral label, in [0, 1].
-    log_toxicity:    -log P(toxic), P(toxic) = 1 - P(neutral); in [0, inf), computed stably.
-    """
-    logits = logits.float()
-    if kind == "neutral_logit":
-        return logits[:, neutral]
-    if kind == "neutral_softmax":
-        return logits.softmax(dim=-1)[:, neutral]
-    if kind == "log_toxicity":
-        log_probs = logits.log_softmax(dim=-1)
-        others = torch.cat([log_probs[:, :neutral], log_probs[:, neutral + 1:]], dim=1)
-        return -others.logsumexp(dim=-1)
-    raise DetoxError(f"params.yaml: reward={kind!r} is invalid")

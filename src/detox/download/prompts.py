@@ -1,5 +1,5 @@
-"""Source strings -> data. ``builtin:<name>`` is the embedded offline default; anything else is
-a hub id or a local path, loaded with the same ``from_pretrained`` / ``load_dataset`` calls.
+"""Dataset source strings -> prompt tables. ``builtin:<name>`` is the embedded offline corpus;
+anything else is a hub id or a local path, loaded with the same ``load_dataset`` calls.
 
 Dataset sources:
 - a file or ``hf://`` URL ending in .csv, .json, .jsonl, .parquet or .txt, read by the matching
@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from detox import DetoxError
-from detox.builtin import corpus
+from detox.download.builtin import corpus
+from detox.download.hub import first_line, offline_hint
+from detox.scoring import PackagedScorer, toxicity
 
 # Rows drawn from each builtin family; the builtin policy is taught an independent draw.
 BUILTIN_ROWS = {"toxic-prompts": 2500, "ood-toxic": 600, "ood-benign": 600}
@@ -34,39 +36,10 @@ TEXT_COLUMNS = ("prompt", "comment_text", "text")
 LABEL_COLUMNS = ("toxicity", "label")
 
 
-def offline_hint(param: str, source: str, dataset: bool = False) -> str:
-    """How to pre-download ``source`` and point ``param`` at the local copy."""
-    path = source.partition("?")[0]
-    if path.startswith("hf://datasets/") and path.count("/") >= 5:
-        owner, name, file = path.removeprefix("hf://datasets/").split("/", 2)
-        command = f"huggingface-cli download {owner}/{name} {file} --repo-type dataset"
-        target = f"<folder>/{file}"
-    else:
-        command = f"huggingface-cli download {path}" + (" --repo-type dataset" if dataset else "")
-        target = "<folder>" + (source[len(path):] if dataset else "")
-    return (f"Without network access, download it where there is (`{command} --local-dir "
-            f"<folder>`) and set {param}={target}")
-
-
-def pretrained(auto_class: str, source: str, param: str):
-    """``transformers.<auto_class>.from_pretrained(source)`` with one-line errors."""
-    import transformers
-
-    loader = getattr(transformers, auto_class)
-    try:
-        return loader.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        where = "local folder" if Path(source).exists() else "hub id or local folder"
-        raise DetoxError(
-            f"params.yaml: {param}={source!r}: could not load it as a {where} "
-            f"({_first_line(error)}). " + offline_hint(param, source)
-        ) from None
-
-
-def load_prompts(source: str, param: str, seed: int) -> tuple[pd.DataFrame, dict]:
+def load_prompts(source: str, param: str) -> tuple[pd.DataFrame, dict]:
     """The normalised prompt table named by ``source`` and a manifest entry describing it."""
     if source.startswith("builtin:"):
-        table = _builtin_prompts(source.removeprefix("builtin:"), param, seed)
+        table = _builtin_prompts(source.removeprefix("builtin:"), param)
         return table, {"source": source, "rows": len(table)}
     dataset, manifest = _load_dataset(source, param)
     table = normalise(dataset.to_pandas(), f"{param}={source!r}")
@@ -120,7 +93,7 @@ def _load_dataset(source: str, param: str):
                                             split=options.get("split"))
     except Exception as error:  # datasets raises many types for "not there / not reachable"
         raise DetoxError(f"params.yaml: {param}={source!r}: could not load it "
-                         f"({type(error).__name__}: {_first_line(error)}). "
+                         f"({type(error).__name__}: {first_line(error)}). "
                          + offline_hint(param, source, dataset=True)) from None
     if isinstance(dataset, datasets.DatasetDict):
         if len(dataset) != 1:
@@ -147,18 +120,11 @@ def _hub_revision(path: str) -> str | None:
         return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _builtin_prompts(family: str, param: str, seed: int) -> pd.DataFrame:
-    from detox.scorers import PackagedScorer, toxicity
-
+def _builtin_prompts(family: str, param: str) -> pd.DataFrame:
     if family not in corpus.FAMILIES:
         raise DetoxError(f"params.yaml: {param}='builtin:{family}' is invalid: builtin datasets "
                          f"are {', '.join('builtin:' + f for f in corpus.FAMILIES)}")
-    rows = corpus.generate(family, BUILTIN_ROWS[family], seed)
+    rows = corpus.generate(family, BUILTIN_ROWS[family], corpus.SEED)
     table = pd.DataFrame({"prompt": [row["prompt"] for row in rows],
                           "continuation": [" " + row["continuation"] for row in rows]})
     # Like RealToxicityPrompts' Perspective scores: a label of the prompt, not of the policy.

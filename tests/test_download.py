@@ -1,29 +1,36 @@
-"""The hub code path on local files in the real formats: schemas, manifests and clear errors."""
+"""The download stages' code on local files and folders in the real formats: schemas, snapshots,
+manifests and clear errors."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import GPTNeoForCausalLM
 
 from detox import DetoxError
-from detox.builtin import corpus
-from detox.data import clean_prompts, filter_toxic, tokenize_prompts
+from detox.models import load_tokenizer
 from detox.device import resolve_device
-from detox.params import parse_params
-from detox.policy import snapshot_policy
-from detox.scorers import neutral_index, snapshot_scorer
-from detox.sources import load_prompts, normalise
+from detox.download.builtin import corpus
+from detox.download.classifiers import snapshot_classifier
+from detox.download.lms import snapshot_lm
+from detox.download.prompts import load_prompts, normalise
+from detox.params import parse
+from detox.prepare.params import PrepareParams
+from detox.prepare.prompt_sets import clean_prompts, filter_toxic, tokenize_prompts
+from detox.scoring import BUILTIN_MARKER, PackagedScorer, load_scorer, neutral_index, toxicity
 from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
                           wiki_toxic_parquet, wikitext_txt)
 from project import composed
+from test_scoring import CPU, TEXTS
 
 
 def test_rtp_jsonl_reads_nested_prompt_text_and_toxicity(tmp_path):
     path = rtp_jsonl(tmp_path / "prompts.jsonl", repeat=1)
-    table, manifest = load_prompts(str(path), "data.train", seed=0)
+    table, manifest = load_prompts(str(path), "data.train")
     expected = pd.read_json(path, lines=True)
     assert table["prompt"].tolist() == [p["text"] for p in expected["prompt"]]
     nulls = [p["toxicity"] is None for p in expected["prompt"]]
@@ -34,14 +41,14 @@ def test_rtp_jsonl_reads_nested_prompt_text_and_toxicity(tmp_path):
 
 
 def test_rtp_filter_drops_nulls_and_keeps_toxic_prompts(tmp_path):
-    table, _ = load_prompts(str(rtp_jsonl(tmp_path / "p.jsonl")), "data.train", seed=0)
+    table, _ = load_prompts(str(rtp_jsonl(tmp_path / "p.jsonl")), "data.train")
     kept = filter_toxic(table, 0.3, "data.train", "hint")
     assert set(kept["prompt"]) == set(TOXIC)
     assert kept["toxicity"].notna().all()
 
 
 def test_jigsaw_csv_uses_comment_text_and_toxicity(tmp_path):
-    table, _ = load_prompts(str(jigsaw_csv(tmp_path / "train.csv", repeat=1)), "data.train", 0)
+    table, _ = load_prompts(str(jigsaw_csv(tmp_path / "train.csv", repeat=1)), "data.train")
     assert table["prompt"].tolist() == TOXIC + BENIGN
     assert table["toxicity"].tolist() == [0.9] * len(TOXIC) + [0.0] * len(BENIGN)
     assert table["continuation"].isna().all()  # comments have no continuation
@@ -54,13 +61,13 @@ def test_civil_comments_schema_uses_text_column():
 
 
 def test_wiki_toxic_parquet_label_is_the_toxicity(tmp_path):
-    table, _ = load_prompts(str(wiki_toxic_parquet(tmp_path / "test.parquet")), "data.ood_toxic", 0)
+    table, _ = load_prompts(str(wiki_toxic_parquet(tmp_path / "test.parquet")), "data.ood_toxic")
     kept = filter_toxic(table, 0.5, "data.ood_toxic", "hint")
     assert kept["prompt"].tolist() == TOXIC
 
 
 def test_wikitext_blank_and_heading_lines_are_dropped(tmp_path):
-    table, _ = load_prompts(str(wikitext_txt(tmp_path / "wiki.test.raw.txt")), "data.ood_benign", 0)
+    table, _ = load_prompts(str(wikitext_txt(tmp_path / "wiki.test.raw.txt")), "data.ood_benign")
     assert table["toxicity"].isna().all()
     cleaned = clean_prompts(table, "data.ood_benign")
     assert cleaned["prompt"].str.strip().tolist() == [f"{text} a place of note ." for text in BENIGN]
@@ -70,7 +77,7 @@ def test_local_dataset_folder_with_split_option(tmp_path):
     folder = tmp_path / "wiki_toxic"
     folder.mkdir()
     wiki_toxic_parquet(folder / "test.parquet")
-    table, manifest = load_prompts(f"{folder}?split=test", "data.ood_toxic", 0)
+    table, manifest = load_prompts(f"{folder}?split=test", "data.ood_toxic")
     assert len(table) == len(TOXIC + BENIGN) and manifest["split"] == "test"
 
 
@@ -78,18 +85,18 @@ def test_missing_text_column_names_the_columns_and_source(tmp_path):
     path = tmp_path / "bad.csv"
     pd.DataFrame({"id": [1], "body": ["x"]}).to_csv(path, index=False)
     with pytest.raises(DetoxError, match=r"data\.train=.*bad\.csv.*no text column.*it has id, body"):
-        load_prompts(str(path), "data.train", 0)
+        load_prompts(str(path), "data.train")
 
 
 def test_filter_that_leaves_no_rows_says_which_param(tmp_path):
-    table, _ = load_prompts(str(jigsaw_csv(tmp_path / "t.csv")), "data.train", 0)
+    table, _ = load_prompts(str(jigsaw_csv(tmp_path / "t.csv")), "data.train")
     with pytest.raises(DetoxError, match="no prompt has toxicity > 0.95.*lower data.toxicity_threshold"):
         filter_toxic(table, 0.95, "data.train", "lower data.toxicity_threshold")
 
 
 def test_unreachable_dataset_says_what_and_how_to_predownload():
     with pytest.raises(DetoxError) as error:
-        load_prompts("allenai/real-toxicity-prompts?split=train", "data.train", 0)
+        load_prompts("allenai/real-toxicity-prompts?split=train", "data.train")
     message = str(error.value)
     assert "data.train='allenai/real-toxicity-prompts?split=train'" in message
     assert "huggingface-cli download allenai/real-toxicity-prompts" in message
@@ -98,20 +105,21 @@ def test_unreachable_dataset_says_what_and_how_to_predownload():
 
 def test_unknown_source_option_is_rejected(tmp_path):
     with pytest.raises(DetoxError, match="unknown option 'revision'"):
-        load_prompts(f"{tmp_path}?revision=main", "data.train", 0)
+        load_prompts(f"{tmp_path}?revision=main", "data.train")
 
 
 def test_unreachable_policy_and_scorer_say_which_param(tmp_path):
     with pytest.raises(DetoxError, match=r"model\.policy='EleutherAI/gpt-neo-125m'.*huggingface-cli"):
-        snapshot_policy("EleutherAI/gpt-neo-125m", tmp_path / "p", seed=0)
+        snapshot_lm("EleutherAI/gpt-neo-125m", tmp_path / "p", "model.policy")
     with pytest.raises(DetoxError, match=r"model\.scorer='facebook/roberta.*set model\.scorer"):
-        snapshot_scorer("facebook/roberta-hate-speech-dynabench-r4-target", tmp_path / "s")
+        snapshot_classifier("facebook/roberta-hate-speech-dynabench-r4-target", tmp_path / "s",
+                            "model.scorer")
 
 
 def test_local_checkpoints_snapshot_with_manifest(tmp_path, tiny_neo_dir, roberta_scorer_dir):
-    policy = snapshot_policy(str(tiny_neo_dir), tmp_path / "policy", seed=0)
+    policy = snapshot_lm(str(tiny_neo_dir), tmp_path / "policy", "model.policy")
     assert policy["blocks"] == 12 and (tmp_path / "policy" / "tokenizer.json").exists()
-    scorer = snapshot_scorer(str(roberta_scorer_dir), tmp_path / "scorer")
+    scorer = snapshot_classifier(str(roberta_scorer_dir), tmp_path / "scorer", "model.scorer")
     assert {int(k): v for k, v in scorer["id2label"].items()} == {0: "nothate", 1: "hate"}
     assert (tmp_path / "scorer" / "config.json").exists()
 
@@ -132,10 +140,10 @@ def test_gpu_asked_for_where_there_is_none():
 def test_paper_rtp_queries_are_trls_token_for_token(tmp_path, tokenizer):
     """gpt-j-6b-toxicity.py's build_dataset: filter prompt.toxicity > 0.3, then
     ``tokenizer.encode(prompt["text"] + continuation["text"])[: LengthSampler(30, 40)()]``."""
-    settings = parse_params(composed("preset=paper-rtp")).data
+    settings = parse(PrepareParams, composed("preset=paper-rtp")).data
     rows = corpus.generate("toxic-prompts", 80, 5)
     path = rtp_long_jsonl(tmp_path / "rtp.jsonl", rows)
-    table, _ = load_prompts(str(path), "data.train", seed=0)
+    table, _ = load_prompts(str(path), "data.train")
     kept = filter_toxic(clean_prompts(table, "data.train"), settings.toxicity_threshold,
                         "data.train", "hint")
     queries = tokenize_prompts(kept, tokenizer, settings.prompt_min_tokens,
@@ -152,3 +160,54 @@ def test_paper_rtp_queries_are_trls_token_for_token(tmp_path, tokenizer):
         assert len(full) > 40  # the cut cuts: the query reaches into the continuation
         assert list(ids) == full[: len(ids)]
         assert query == tokenizer.decode(full[: len(ids)])
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+def test_snapshot_policy_from_a_local_folder(tiny_neo_dir, tmp_path):
+    dest = tmp_path / "base"
+    manifest = snapshot_lm(str(tiny_neo_dir), dest, "model.policy")
+    assert manifest["source"] == str(tiny_neo_dir)
+    assert manifest["blocks"] == 12
+    original = GPTNeoForCausalLM.from_pretrained(tiny_neo_dir)
+    assert manifest["parameters"] == sum(p.numel() for p in original.parameters())
+    copy = GPTNeoForCausalLM.from_pretrained(dest)
+    for (name, a), (_, b) in zip(original.named_parameters(), copy.named_parameters()):
+        assert torch.equal(a, b), name
+    assert load_tokenizer(dest).pad_token_id == load_tokenizer(tiny_neo_dir).pad_token_id
+
+
+def test_snapshot_policy_unknown_builtin(tmp_path):
+    with pytest.raises(DetoxError, match="model.policy='builtin:gpt-5'"):
+        snapshot_lm("builtin:gpt-5", tmp_path / "base", "model.policy")
+    assert not (tmp_path / "base").exists()
+
+
+def test_builtin_scorer_snapshot_and_load(tmp_path):
+    manifest = snapshot_classifier("builtin:profanity-check", tmp_path / "scorer", "model.scorer")
+    assert (tmp_path / "scorer" / BUILTIN_MARKER).exists()
+    assert manifest["package"] == "alt-profanity-check"
+    assert isinstance(load_scorer(tmp_path / "scorer", CPU, torch.float32), PackagedScorer)
+
+
+def test_unknown_builtin_scorer(tmp_path):
+    with pytest.raises(DetoxError, match="model.scorer"):
+        snapshot_classifier("builtin:perspective", tmp_path / "scorer", "model.scorer")
+    assert not (tmp_path / "scorer").exists()
+
+
+def test_better_profanity_judge_is_its_word_list(tmp_path):
+    from better_profanity import profanity
+
+    snapshot_classifier("builtin:better-profanity", tmp_path / "judge", "model.judge")
+    judge = load_scorer(tmp_path / "judge", CPU, torch.float32)
+    assert isinstance(judge, PackagedScorer) and judge.name == "better-profanity"
+    flags = [profanity.contains_profanity(text) for text in TEXTS]
+    assert any(flags) and not all(flags)
+    scores = toxicity(judge.logits(TEXTS), neutral_index(judge.id2label, None))
+    np.testing.assert_allclose(scores, np.array(flags, dtype=float), atol=1e-5)
+
+
+def test_unknown_builtin_judge_names_its_param(tmp_path):
+    with pytest.raises(DetoxError, match=r"model\.judge='builtin:nope'"):
+        snapshot_classifier("builtin:nope", tmp_path / "judge", "model.judge")

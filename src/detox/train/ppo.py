@@ -1,21 +1,24 @@
-"""The PPO loop: sample prompts, generate in one batch, score, reward, ``PPOTrainer.step``."""
+"""The PPO loop: sample prompts, generate in one batch, score, reward, ``PPOTrainer.step``;
+and the summary of its log."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
-from detox.params import Params
-from detox.rollouts import generate
-from detox.scorers import Scorer, rewards, toxicity
+from detox.generation import generate
+from detox.scoring import Scorer, toxicity
+from detox.train.params import TrainParams
+from detox.train.rewards import rewards
 
 
-def ppo_config(params: Params, device: torch.device) -> PPOConfig:
+def ppo_config(params: TrainParams, device: torch.device) -> PPOConfig:
     ppo = params.ppo
     mixed = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[params.model.precision]
     return PPOConfig(
@@ -28,7 +31,7 @@ def ppo_config(params: Params, device: torch.device) -> PPOConfig:
 
 
 def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
-          neutral: int, prompts: list[list[int]], params: Params, device: torch.device,
+          neutral: int, prompts: list[list[int]], params: TrainParams, device: torch.device,
           dtype: torch.dtype = torch.float32) -> list[dict[str, float]]:
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``; return one log row per step."""
     trainer = PPOTrainer(ppo_config(params, device), policy, reference, tokenizer)
@@ -45,8 +48,9 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
         cursor += batch_size
         started = time.perf_counter()
         new_tokens = int(rng.integers(generation.min_new_tokens, generation.max_new_tokens + 1))
-        responses = generate(policy, tokenizer, batch, new_tokens, generation,
-                             (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
+        responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
+                             generation.top_p, (params.seed + 1_000_003 * rank) * 100_003 + step,
+                             dtype)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         logits = scorer.logits(texts)
         reward = rewards(logits, params.reward, neutral)
@@ -62,3 +66,19 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
             "seconds": time.perf_counter() - started,
         })
     return log
+
+
+def train_summary(log: list[dict[str, float]], parameters: dict[str, float], seconds: float,
+                  window: int = 5) -> dict[str, float]:
+    """Parameter counts and the reward/KL trend; start/end rewards average ``window`` steps."""
+    frame = pd.DataFrame(log)
+    return {
+        **parameters,
+        "steps": len(frame),
+        "reward_mean_start": round(float(frame["reward_mean"].head(window).mean()), 6),
+        "reward_mean_end": round(float(frame["reward_mean"].tail(window).mean()), 6),
+        "toxicity_mean_start": round(float(frame["toxicity_mean"].head(window).mean()), 6),
+        "toxicity_mean_end": round(float(frame["toxicity_mean"].tail(window).mean()), 6),
+        "kl_last": round(float(frame["kl"].iloc[-1]), 6),
+        "seconds": round(seconds, 1),
+    }

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from detox import DetoxError
-from detox.builtin import corpus
-from detox.data import (clean_prompts, drop_duplicates, filter_toxic, query_texts,
-                        held_out_size, require_columns, sample, split, tokenize_prompts)
+from detox.download.builtin import corpus
+from detox.prepare.prompt_sets import (clean_prompts, drop_duplicates, filter_toxic, query_texts,
+                                       held_out_size, require_columns, sample, split,
+                                       tokenize_prompts)
 
 
 # --- require_columns / filter_toxic ----------------------------------------------------------

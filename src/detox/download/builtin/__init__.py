@@ -1,0 +1,1 @@
+"""The embedded offline default: a template corpus and a tiny GPT-Neo taught it."""

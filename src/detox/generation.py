@@ -1,0 +1,48 @@
+"""Batched sampling: left-padded prompts, one ``generate`` call per batch, continuations only.
+Used by PPO (train) and by the rollouts of evaluate."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from detox.params import require
+
+
+def check_sampling(section: str, top_k: int, top_p: float) -> None:
+    """The sampling params of ``generation`` (training) or ``eval``, which keep their own."""
+    require(top_k >= 0, f"{section}.top_k", top_k, "must be >= 0 (0 disables top-k)")
+    require(0 < top_p <= 1, f"{section}.top_p", top_p, "must be in (0, 1]")
+
+
+def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]],
+             max_new_tokens: int, top_k: int, top_p: float, seed: int,
+             dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    """Sample one continuation per query in a single batch; each is cut after its first eos.
+
+    Seeding per call keeps the samples identical for the same model, prompts and seed.
+    """
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    width = max(len(q) for q in queries)
+    input_ids = torch.full((len(queries), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, query in enumerate(queries):
+        input_ids[row, width - len(query):] = torch.as_tensor(query)
+        attention_mask[row, width - len(query):] = 1
+    model.eval()  # no dropout while sampling; TRL's step leaves the policy in train mode
+    torch.manual_seed(seed)
+    autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
+                else nullcontext())
+    with torch.no_grad(), autocast:
+        output = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+            max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k, top_p=top_p, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
+        )
+    responses = []
+    for row in output[:, width:].cpu():
+        ends = (row == eos).nonzero()
+        responses.append(row[: int(ends[0]) + 1] if len(ends) else row)
+    return responses

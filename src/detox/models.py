@@ -1,0 +1,41 @@
+"""Loading the snapshots under ``data/models/`` for the stages that run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from detox import DetoxError
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The snapshot's tokenizer, pad = eos, padding on the right.
+
+    Right, because TRL's PPO forward pass pads query + response with this tokenizer and gives
+    the model no position ids: left padding would shift every shorter row's positions.
+    (Generation pads on the left by hand, with an attention mask, in ``rollouts``.)
+    """
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        raise DetoxError(f"{path} holds no tokenizer: run the download stage (dvc repro)") from None
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausalLM:
+    """A frozen policy for evaluation, kept in fp32 (autocast handles lower precision)."""
+    return AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+
+
+def require_context(config, prompt_tokens: int, new_tokens: int,
+                    new_tokens_param: str = "generation.max_new_tokens") -> None:
+    """Prompt + continuation must fit the model's position table."""
+    context = getattr(config, "max_position_embeddings", None)
+    if context is not None and prompt_tokens + new_tokens > context:
+        raise DetoxError(f"params.yaml: data.prompt_max_tokens + {new_tokens_param} = "
+                         f"{prompt_tokens + new_tokens} exceeds the policy's context of {context} "
+                         "tokens: lower them")

@@ -1,0 +1,1 @@
+"""The prepare stage: prompt sets from the downloaded tables."""

@@ -1,0 +1,79 @@
+"""The params the train stage reads (``dvc.yaml``: train's ``params``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detox.device import DeviceParams
+from detox.generation import check_sampling
+from detox.params import require
+
+REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    prompt_max_tokens: int  # with generation.max_new_tokens, must fit the policy's context
+
+
+@dataclass(frozen=True)
+class ModelParams(DeviceParams):
+    neutral_label: str | None
+
+
+@dataclass(frozen=True)
+class PPOParams:
+    steps: int
+    batch_size: int
+    mini_batch_size: int
+    ppo_epochs: int
+    learning_rate: float
+    init_kl_coef: float
+    target_kl: float
+    adaptive_kl: bool
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs"):
+            value = getattr(self, name)
+            require(value >= 1, f"ppo.{name}", value, "must be a positive integer")
+        require(self.batch_size % self.mini_batch_size == 0, "ppo.mini_batch_size",
+                self.mini_batch_size, f"must divide ppo.batch_size ({self.batch_size})")
+        require(self.learning_rate > 0, "ppo.learning_rate", self.learning_rate, "must be > 0")
+        require(self.init_kl_coef >= 0, "ppo.init_kl_coef", self.init_kl_coef, "must be >= 0")
+        require(self.target_kl > 0, "ppo.target_kl", self.target_kl, "must be > 0")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling of the continuations PPO learns from."""
+
+    min_new_tokens: int
+    max_new_tokens: int
+    top_k: int
+    top_p: float
+
+    def __post_init__(self) -> None:
+        require(self.min_new_tokens >= 1, "generation.min_new_tokens", self.min_new_tokens,
+                "must be >= 1")
+        require(self.max_new_tokens >= self.min_new_tokens, "generation.max_new_tokens",
+                self.max_new_tokens, f"must be >= generation.min_new_tokens ({self.min_new_tokens})")
+        check_sampling("generation", self.top_k, self.top_p)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int
+    layers: int
+    reward: str
+    data: DataParams
+    model: ModelParams
+    ppo: PPOParams
+    generation: GenerationParams
+
+    def __post_init__(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        # The upper bound is the policy's block count, checked once the policy is loaded.
+        require(self.layers >= 1, "layers", self.layers,
+                "must be between 1 and the policy's number of transformer blocks")
+        require(self.reward in REWARDS, "reward", self.reward,
+                f"must be one of {', '.join(REWARDS)}")

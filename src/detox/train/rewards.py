@@ -1,0 +1,26 @@
+"""The PPO reward: a transform of the toxicity scorer's logits, higher = less toxic."""
+
+from __future__ import annotations
+
+import torch
+
+from detox import DetoxError
+
+
+def rewards(logits: torch.Tensor, kind: str, neutral: int) -> torch.Tensor:
+    """Per-text PPO reward, higher = less toxic.
+
+    neutral_logit:   raw logit of the neutral label (the paper's choice: smoothest).
+    neutral_softmax: softmax probability of the neutral label, in [0, 1].
+    log_toxicity:    -log P(toxic), P(toxic) = 1 - P(neutral); in [0, inf), computed stably.
+    """
+    logits = logits.float()
+    if kind == "neutral_logit":
+        return logits[:, neutral]
+    if kind == "neutral_softmax":
+        return logits.softmax(dim=-1)[:, neutral]
+    if kind == "log_toxicity":
+        log_probs = logits.log_softmax(dim=-1)
+        others = torch.cat([log_probs[:, :neutral], log_probs[:, neutral + 1:]], dim=1)
+        return -others.logsumexp(dim=-1)
+    raise DetoxError(f"params.yaml: reward={kind!r} is invalid")

@@ -1,0 +1,23 @@
+"""download_lm: one causal LM source (model.policy, model.fluency_lm) -> a snapshot folder.
+
+    python stages/download_lm.py model.policy data/models/base
+"""
+
+import sys
+
+from detox.download.lms import snapshot_lm
+from detox.io import atomic_path
+from detox.params import load_param
+from detox.stage import run_stage
+
+OPTIONAL = ("model.fluency_lm",)  # null: evaluate measures perplexity under the base policy
+
+
+def main(param: str, out: str) -> None:
+    source = load_param(param, str | None if param in OPTIONAL else str)
+    with atomic_path(out) as folder:
+        snapshot_lm(source, folder, param)
+
+
+if __name__ == "__main__":
+    run_stage(main, *sys.argv[1:])

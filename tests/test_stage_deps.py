@@ -1,0 +1,153 @@
+"""dvc.yaml tracks code by file: each stage's deps must be exactly the package modules it
+imports (transitively, imports inside functions included), and its params exactly the ones
+its code reads. Otherwise DVC reruns what a change does not touch, or misses what it does."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+from typing import get_type_hints
+
+import pytest
+import yaml
+
+from detox.params import param_names
+from project import ROOT, composed
+
+SRC = ROOT / "src"
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    """The file of package module ``name`` (``detox.train.ppo``), or None if it is not one."""
+    path = SRC.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def imported_modules(file: Path) -> set[str]:
+    """``detox`` modules that ``file`` imports anywhere in its body."""
+    names = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # `from detox.download.builtin import corpus` imports a module, not a name
+            names |= {f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}")}
+    return {name for name in names if name.split(".")[0] == "detox"}
+
+
+def code_deps(script: Path) -> set[str]:
+    """Every package file that running ``script`` imports, and the script itself."""
+    files, todo = {script}, [script]
+    while todo:
+        for name in imported_modules(todo.pop()):
+            parts = name.split(".")
+            # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            for depth in range(1, len(parts) + 1):
+                file = module_file(".".join(parts[:depth]))
+                if file and file not in files:
+                    files.add(file)
+                    todo.append(file)
+    return {str(file.relative_to(ROOT)) for file in files}
+
+
+def stage_entries() -> list[tuple[str, dict]]:
+    """(name, definition) of every stage, one per foreach item, with ${key}/${item} filled in."""
+    entries = []
+    for name, stage in PIPELINE.items():
+        if "foreach" not in stage:
+            entries.append((name, stage))
+            continue
+        items = stage["foreach"]
+        pairs = items.items() if isinstance(items, dict) else [(item, item) for item in items]
+        for key, item in pairs:
+            text = yaml.safe_dump(stage["do"]).replace("${key}", str(key))
+            entries.append((f"{name}@{key}", yaml.safe_load(text.replace("${item}", str(item)))))
+    return entries
+
+
+ENTRIES = stage_entries()
+
+
+def script_of(stage: dict) -> Path:
+    return ROOT / re.match(r"python (\S+)", stage["cmd"]).group(1)
+
+
+def drift(stage: dict) -> tuple[set[str], set[str]]:
+    """(imported but not declared, declared but never imported) code files of ``stage``."""
+    declared = {dep for dep in stage["deps"] if dep.startswith(("src/", "stages/"))}
+    imported = code_deps(script_of(stage))
+    return imported - declared, declared - imported
+
+
+@pytest.mark.parametrize("name, stage", ENTRIES, ids=[name for name, _ in ENTRIES])
+def test_code_deps_are_exactly_what_the_stage_imports(name, stage):
+    missing, unused = drift(stage)
+    assert not missing, f"{name} imports but does not depend on them"
+    assert not unused, f"{name} depends on them but never imports them"
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"stage_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def declared_params(stage: dict, params: dict) -> set[str]:
+    """The stage's ``params:``, a whole section (``ppo``) expanded to its keys."""
+    names = set()
+    for entry in stage.get("params", []):
+        value = params
+        for part in entry.split("."):
+            value = value[part]
+        names |= {f"{entry}.{key}" for key in value} if isinstance(value, dict) else {entry}
+    return names
+
+
+@pytest.mark.parametrize("name, stage", ENTRIES, ids=[name for name, _ in ENTRIES])
+def test_params_are_exactly_what_the_stage_reads(name, stage):
+    params = composed()
+    declared = declared_params(stage, params)
+    schema = get_type_hints(load_script(script_of(stage)).main).get("params")
+    if schema is not None:
+        read = set(param_names(schema))
+    else:  # a download entry reads the one source param its command names
+        read = {arg for arg in stage["cmd"].split()[2:] if arg.split(".")[0] in params}
+    assert read == declared, name
+
+
+def test_every_param_is_read_by_some_stage():
+    params = composed()
+    read = set().union(*(declared_params(stage, params) for _, stage in ENTRIES))
+    every = declared_params({"params": list(params)}, params)
+    assert every - read == {"preset"}  # a label: which conf/preset the values came from
+
+
+def test_the_deps_check_catches_a_missing_and_an_extra_dependency():
+    stage = dict(PIPELINE["train"])
+    # rewards.py is imported only through train/ppo.py; fluency.py only by evaluate
+    stage["deps"] = [dep for dep in stage["deps"] if dep != "src/detox/train/rewards.py"]
+    stage["deps"].append("src/detox/evaluate/fluency.py")
+    assert drift(stage) == ({"src/detox/train/rewards.py"}, {"src/detox/evaluate/fluency.py"})
+
+
+def test_the_package_has_no_import_cycle():
+    graph = {}
+    for file in (SRC / "detox").rglob("*.py"):
+        module = ".".join(file.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        graph[module] = {name for name in imported_modules(file) if module_file(name)}
+
+    def visit(module: str, path: list[str]) -> None:
+        assert module not in path, " -> ".join(path + [module])
+        for imported in graph.get(module, ()):
+            visit(imported, path + [module])
+
+    for module in graph:
+        visit(module, [])

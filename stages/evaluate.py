@@ -12,7 +12,7 @@ from detox.evaluate.plots import (fluency_vs_toxicity, toxicity_bars, toxicity_h
                                   toxicity_table)
 from detox.evaluate.report import render
 from detox.evaluate.rollouts import rollout_table
-from detox.io import atomic_paths, write_frame, write_json
+from detox.io import atomic_paths, read_json, write_frame, write_json
 from detox.params import load_params
 from detox.scoring import load_scorer, neutral_index, toxicity
 from detox.stage import run_stage
@@ -80,7 +80,7 @@ def main(params: EvaluateParams) -> None:
         toxicity_bars(metrics, bars, title)
         toxicity_histograms(rollouts, histograms)
         fluency_vs_toxicity(metrics, fluency)
-        report.write_text(render(metrics, rollouts, title))
+        report.write_text(render(metrics, rollouts, title, read_json("metrics/train.json")))
 
 
 if __name__ == "__main__":

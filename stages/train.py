@@ -1,25 +1,37 @@
-"""train: PPO on the training prompts -> data/models/detoxified, metrics/train.json, curve."""
+"""train: PPO on the training prompts -> data/models/detoxified, metrics/train.json, curve.
 
+Checkpoints go to data/checkpoints/<run key>/ (see detox.train.resume): rerunning the stage
+with the same params and inputs resumes there; a diverged run keeps its last good checkpoint.
+"""
+
+import os
 import time
 
 import pandas as pd
+from accelerate import PartialState
 
 from detox import DetoxError
-from detox.models import load_tokenizer, require_context
 from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
 from detox.io import atomic_paths, write_frame, write_json
+from detox.models import load_tokenizer, require_context
 from detox.params import load_params
 from detox.scoring import load_scorer, neutral_index
 from detox.stage import run_stage
 from detox.train.params import TrainParams
 from detox.train.policy import count_parameters, load_trainable
 from detox.train.ppo import train, train_summary
+from detox.train.resume import checkpoint_root, remove_checkpoints, run_key
+
+INPUTS = ("data/prompts/train.parquet", "data/models/base", "data/models/scorer", __file__)
 
 
 def main(params: TrainParams) -> None:
     started = time.perf_counter()
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)
+    # Before TRL makes one without the cpu flag: under torchrun on CPU this is what gives the
+    # processes their gloo group (else each would train alone, unaware of the others).
+    PartialState(cpu=device.type == "cpu")
     tokenizer = load_tokenizer("data/models/base")
     policy, reference = load_trainable("data/models/base", params.layers, device,
                                        params.seed)
@@ -33,16 +45,25 @@ def main(params: TrainParams) -> None:
         raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} is more than the "
                          f"{len(prompts)} training prompts: lower it or raise data.train_prompts")
 
-    log = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device, dtype)
-    if not is_main_process():
-        return
-
-    with atomic_paths("data/models/detoxified", "plots/train_curve.csv",
-                      "metrics/train.json") as (model_dir, curve, summary):
-        policy.pretrained_model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
-        write_frame(curve, pd.DataFrame(log).drop(columns="seconds"))
-        write_json(summary, train_summary(log, parameters, time.perf_counter() - started))
+    processes = int(os.environ.get("WORLD_SIZE", 1))
+    checkpoints = checkpoint_root() / run_key(params, INPUTS, processes)
+    outcome = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device,
+                    checkpoints, dtype)
+    if outcome.cause:
+        print(f"warning: the run diverged at step {outcome.diverged_at} ({outcome.cause}); "
+              f"kept the model of step {outcome.model_step}")
+    if is_main_process():
+        with atomic_paths("data/models/detoxified", "plots/train_curve.csv",
+                          "metrics/train.json") as (model_dir, curve, summary):
+            policy.pretrained_model.save_pretrained(model_dir)
+            tokenizer.save_pretrained(model_dir)
+            write_frame(curve, pd.DataFrame(outcome.log, columns=[
+                "step", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",
+                "response_tokens"]))
+            write_json(summary, train_summary(outcome, parameters,
+                                              params.ppo.batch_size * processes,
+                                              time.perf_counter() - started))
+    remove_checkpoints(checkpoints)  # the run is done: its outputs are DVC's now
 
 
 if __name__ == "__main__":

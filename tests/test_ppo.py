@@ -12,7 +12,7 @@ from detox.params import parse
 from detox.train.params import TrainParams
 from detox.models import load_tokenizer
 from detox.train.policy import load_trainable
-from detox.train.ppo import ppo_config, train, train_summary
+from detox.train.ppo import Outcome, ppo_config, train, train_summary
 from detox.scoring import PackagedScorer
 
 CPU = torch.device("cpu")
@@ -35,13 +35,23 @@ def prompts(tokenizer) -> list[list[int]]:
     return tokenizer(texts)["input_ids"]
 
 
-def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir, params, prompts):
+def run(tiny_neo_dir, params, prompts, checkpoints):
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
+    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, checkpoints)
+    return policy, outcome
+
+
+def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir, params, prompts,
+                                                                     tmp_path):
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
     reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
-    log = train(policy, reference, load_tokenizer(tiny_neo_dir), PackagedScorer("profanity-check"),
-                0, prompts, params, CPU)
+    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, tmp_path)
+    log = outcome.log
 
+    assert outcome.diverged_at is None and outcome.cause is None
     assert [row["step"] for row in log] == [1, 2]
     assert all(0 <= row["toxicity_mean"] <= 1 and row["response_tokens"] >= 1 for row in log)
     changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
@@ -72,10 +82,10 @@ def test_ppo_forward_pass_scores_a_padded_row_like_the_row_alone(tiny_neo_dir, p
 
 # --- the summary of the log ------------------------------------------------------------------
 
-def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> list[dict]:
-    return [{"step": i + 1, "reward_mean": r, "toxicity_mean": t, "kl": k, "kl_coef": 0.2,
-             "response_tokens": 12.0, "seconds": 1.5}
-            for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))]
+def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> Outcome:
+    return Outcome([{"step": i + 1, "reward_mean": r, "reward_std": 1.0, "toxicity_mean": t,
+                     "kl": k, "kl_coef": 0.2, "response_tokens": 12.0}
+                    for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))])
 
 
 def test_train_summary_start_and_end_windows():
@@ -83,30 +93,40 @@ def test_train_summary_start_and_end_windows():
     toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
     kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
     parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
-    summary = train_summary(make_log(rewards, toxicities, kls), parameters, 12.345, window=3)
+    summary = train_summary(make_log(rewards, toxicities, kls), parameters, 8, 12.345, window=3)
     assert summary == {
         "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
         "steps": 7,
+        "samples": 56,
         "reward_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3),
         "reward_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3),
         "toxicity_mean_start": pytest.approx((0.9 + 0.8 + 0.7) / 3),
         "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3),
         "kl_last": 1.25,
+        "diverged": False,
         "seconds": 12.3,
     }
 
 
 def test_train_summary_default_window_is_five_steps():
     rewards = [float(i) for i in range(12)]  # 0..11
-    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {}, 1.0)
+    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {}, 8, 1.0)
     assert summary["reward_mean_start"] == pytest.approx(2.0)   # mean of 0..4
     assert summary["reward_mean_end"] == pytest.approx(9.0)     # mean of 7..11
     assert summary["steps"] == 12
 
 
 def test_train_summary_log_shorter_than_window():
-    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, 0.04, window=5)
+    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, 8, 0.04, window=5)
     assert summary["reward_mean_start"] == summary["reward_mean_end"] == pytest.approx(1.5)
     assert summary["toxicity_mean_start"] == pytest.approx(0.3)
     assert summary["kl_last"] == pytest.approx(0.3)
     assert summary["seconds"] == 0.0
+
+
+def test_train_summary_of_a_run_that_diverged_at_its_first_step():
+    outcome = Outcome([], diverged_at=1, cause="ppo/loss/total is not finite", model_step=0)
+    summary = train_summary(outcome, {}, 8, 2.0)
+    assert summary["steps"] == 0 and summary["reward_mean_start"] is None  # JSON null, not NaN
+    assert summary["diverged"] is True and summary["diverged_at_step"] == 1
+    assert summary["divergence"] == "ppo/loss/total is not finite" and summary["model_step"] == 0

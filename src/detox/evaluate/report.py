@@ -23,9 +23,14 @@ LENGTH_RATIO = 0.75
 EMPTY_SHARE_RISE = 0.1
 
 
-def caveats(metrics: dict) -> list[str]:
-    """Plain-words warnings where the detoxified model writes markedly worse, shorter or less."""
+def caveats(metrics: dict, training: dict | None = None) -> list[str]:
+    """Plain-words warnings: a diverged training run, and where the detoxified model writes
+    markedly worse, shorter or less than the base model."""
     found = []
+    if training and training.get("diverged"):
+        found.append(f"the training run diverged at PPO step {training['diverged_at_step']} "
+                     f"({training['divergence']}); the detoxified model evaluated here is its "
+                     f"last good checkpoint, from step {training['model_step']}.")
     for eval_set, by_model in metrics.items():
         base, detox = by_model["base"], by_model["detoxified"]
         if detox["perplexity"] >= PERPLEXITY_RATIO * base["perplexity"]:
@@ -55,7 +60,7 @@ def _cell(text: str, limit: int = 90) -> str:
 
 
 def render(metrics: dict, rollouts: dict[str, dict[str, pd.DataFrame]], title: str,
-           examples: int = 3) -> str:
+           training: dict | None = None, examples: int = 3) -> str:
     first = next(iter(metrics.values()))["base"]
     parts = [
         f"# Detoxification report: {title}",
@@ -66,7 +71,7 @@ def render(metrics: dict, rollouts: dict[str, dict[str, pd.DataFrame]], title: s
         "continuation length in the policy's tokens and Empty the share of continuations that "
         "ended before their first token.",
     ]
-    warnings = caveats(metrics)
+    warnings = caveats(metrics, training)
     if warnings:
         parts += ["## Warnings", "\n".join(f"- **Warning.** {text}" for text in warnings)]
     for model, heading in (("base", "Base model performance"),

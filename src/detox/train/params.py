@@ -31,9 +31,12 @@ class PPOParams:
     init_kl_coef: float
     target_kl: float
     adaptive_kl: bool
+    save_every: int  # steps between checkpoints (and one on SIGINT/SIGTERM)
+    max_kl: float  # a KL to the reference beyond this is divergence
+    max_reward_drop: float  # reward collapse, in std of the first step's rewards
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs"):
+        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "save_every"):
             value = getattr(self, name)
             require(value >= 1, f"ppo.{name}", value, "must be a positive integer")
         require(self.batch_size % self.mini_batch_size == 0, "ppo.mini_batch_size",
@@ -41,6 +44,9 @@ class PPOParams:
         require(self.learning_rate > 0, "ppo.learning_rate", self.learning_rate, "must be > 0")
         require(self.init_kl_coef >= 0, "ppo.init_kl_coef", self.init_kl_coef, "must be >= 0")
         require(self.target_kl > 0, "ppo.target_kl", self.target_kl, "must be > 0")
+        require(self.max_kl > 0, "ppo.max_kl", self.max_kl, "must be > 0")
+        require(self.max_reward_drop > 0, "ppo.max_reward_drop", self.max_reward_drop,
+                "must be > 0")
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,23 @@ and the summary of its log."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import PartialState
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
 from detox.generation import generate
 from detox.scoring import Scorer, toxicity
+from detox.train.guard import divergence
 from detox.train.params import TrainParams
+from detox.train.resume import Checkpoints, Progress, StopRequest
 from detox.train.rewards import rewards
 
 
@@ -30,55 +35,113 @@ def ppo_config(params: TrainParams, device: torch.device) -> PPOConfig:
     )
 
 
+@dataclass
+class Outcome:
+    """What a run did: one log row per good step, and why it stopped early if it diverged."""
+
+    log: list[dict[str, float]]
+    diverged_at: int | None = None  # the step whose stats diverged
+    cause: str | None = None
+    model_step: int | None = None  # the step of the checkpoint the policy was put back to
+
+
 def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
           neutral: int, prompts: list[list[int]], params: TrainParams, device: torch.device,
-          dtype: torch.dtype = torch.float32) -> list[dict[str, float]]:
-    """Run ``params.ppo.steps`` PPO steps in place on ``policy``; return one log row per step."""
+          checkpoint_dir: Path, dtype: torch.dtype = torch.float32) -> Outcome:
+    """Run ``params.ppo.steps`` PPO steps in place on ``policy``, resuming from the latest
+    checkpoint in ``checkpoint_dir`` if there is one.
+
+    On divergence the policy is put back to its last good checkpoint and the run ends early;
+    on SIGINT/SIGTERM it saves a checkpoint after the current step and exits (128 + signal).
+    """
+    if PartialState().distributed_type == DistributedType.MULTI_CPU:
+        # accelerate wraps every model in DDP on a CPU process group (on GPUs only trainable
+        # ones), and DDP refuses a model with nothing to train: mark the reference's value
+        # head, which nothing reads or updates, as trainable.
+        reference.v_head.summary.bias.requires_grad_(True)
     trainer = PPOTrainer(ppo_config(params, device), policy, reference, tokenizer)
-    # Under `accelerate launch` each process draws its own prompts and samples (rank 0 = seed).
-    rank = trainer.accelerator.process_index
+    accelerator, ppo = trainer.accelerator, params.ppo
+    # Under torchrun / `accelerate launch` each process draws its own prompts and samples.
+    rank = accelerator.process_index
     rng = np.random.default_rng(params.seed + 1_000_003 * rank)
-    batch_size, generation = params.ppo.batch_size, params.generation
-    order = rng.permutation(len(prompts))
-    cursor, log = 0, []
-    for step in tqdm(range(1, params.ppo.steps + 1), desc="PPO", unit="step"):
-        if cursor + batch_size > len(order):  # a new epoch over the training prompts
-            order, cursor = rng.permutation(len(prompts)), 0
-        batch = [prompts[i] for i in order[cursor:cursor + batch_size]]
-        cursor += batch_size
-        started = time.perf_counter()
-        new_tokens = int(rng.integers(generation.min_new_tokens, generation.max_new_tokens + 1))
-        responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
-                             generation.top_p, (params.seed + 1_000_003 * rank) * 100_003 + step,
-                             dtype)
-        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        logits = scorer.logits(texts)
-        reward = rewards(logits, params.reward, neutral)
-        queries = [torch.as_tensor(q, device=device) for q in batch]
-        stats = trainer.step(queries, [r.to(device) for r in responses], list(reward.to(device)))
-        log.append({
-            "step": step,
-            "reward_mean": float(reward.mean()),
-            "toxicity_mean": float(toxicity(logits, neutral).mean()),
-            "kl": float(stats["objective/kl"]),
-            "kl_coef": float(stats["objective/kl_coef"]),
-            "response_tokens": float(np.mean([len(r) for r in responses])),
-            "seconds": time.perf_counter() - started,
-        })
-    return log
+    checkpoints = Checkpoints(checkpoint_dir, accelerator)
+    if checkpoints.latest() is not None:
+        progress = checkpoints.load(policy, trainer.optimizer)
+        trainer.kl_ctl.value = progress.kl_coef
+        rng.bit_generator.state = progress.rng
+        print(f"resuming from the checkpoint of step {progress.step} in {checkpoint_dir}")
+    else:
+        progress = Progress(step=0, kl_coef=float(trainer.kl_ctl.value), log=[],
+                            order=rng.permutation(len(prompts)).tolist(), cursor=0,
+                            rng=rng.bit_generator.state)
+        checkpoints.save(policy, trainer.optimizer, progress)  # the last good state so far
+    log = progress.log
+    order, cursor = progress.order, progress.cursor
+    batch_size, generation = ppo.batch_size, params.generation
+    with StopRequest() as stop:
+        for step in tqdm(range(progress.step + 1, ppo.steps + 1), desc="PPO", unit="step",
+                         initial=progress.step, total=ppo.steps):
+            if cursor + batch_size > len(order):  # a new epoch over the training prompts
+                order, cursor = rng.permutation(len(prompts)).tolist(), 0
+            batch = [prompts[i] for i in order[cursor:cursor + batch_size]]
+            cursor += batch_size
+            new_tokens = int(rng.integers(generation.min_new_tokens,
+                                          generation.max_new_tokens + 1))
+            responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
+                                 generation.top_p,
+                                 (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
+            texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+            logits = scorer.logits(texts)
+            reward = rewards(logits, params.reward, neutral)
+            queries = [torch.as_tensor(q, device=device) for q in batch]
+            stats = trainer.step(queries, [r.to(device) for r in responses],
+                                 list(reward.to(device)))
+            # TRL's stats are already averaged over the processes; ours are made so.
+            toxic, length = accelerator.reduce(torch.tensor(
+                [float(toxicity(logits, neutral).mean()),
+                 float(np.mean([len(r) for r in responses]))], device=accelerator.device),
+                "mean").tolist()
+            row = {"step": step, "reward_mean": float(stats["ppo/mean_scores"]),
+                   "reward_std": float(stats["ppo/std_scores"]), "toxicity_mean": toxic,
+                   "kl": float(stats["objective/kl"]),
+                   "kl_coef": float(stats["objective/kl_coef"]), "response_tokens": length}
+            cause = divergence(stats, [*log, row], ppo.max_kl, ppo.max_reward_drop)
+            if cause is not None:
+                model_step = checkpoints.load_weights(policy)
+                return Outcome(log, diverged_at=step, cause=cause, model_step=model_step)
+            log.append(row)
+            signum = stop.agreed(accelerator)
+            if step % ppo.save_every == 0 or signum:
+                checkpoints.save(policy, trainer.optimizer, Progress(
+                    step=step, kl_coef=float(trainer.kl_ctl.value), log=log, order=order,
+                    cursor=cursor, rng=rng.bit_generator.state))
+            if signum:
+                raise SystemExit(128 + signum)
+    return Outcome(log)
 
 
-def train_summary(log: list[dict[str, float]], parameters: dict[str, float], seconds: float,
-                  window: int = 5) -> dict[str, float]:
-    """Parameter counts and the reward/KL trend; start/end rewards average ``window`` steps."""
-    frame = pd.DataFrame(log)
-    return {
+def train_summary(outcome: Outcome, parameters: dict[str, float], samples_per_step: int,
+                  seconds: float, window: int = 5) -> dict:
+    """Parameter counts, the samples learned from (all processes), the reward/KL trend
+    (start/end average ``window`` steps) and whether the run diverged: where, why, and which
+    step's model it kept."""
+    frame = pd.DataFrame(outcome.log)
+
+    def average(column: str, rows: pd.DataFrame) -> float | None:
+        return round(float(rows[column].mean()), 6) if len(rows) else None
+
+    summary = {
         **parameters,
         "steps": len(frame),
-        "reward_mean_start": round(float(frame["reward_mean"].head(window).mean()), 6),
-        "reward_mean_end": round(float(frame["reward_mean"].tail(window).mean()), 6),
-        "toxicity_mean_start": round(float(frame["toxicity_mean"].head(window).mean()), 6),
-        "toxicity_mean_end": round(float(frame["toxicity_mean"].tail(window).mean()), 6),
-        "kl_last": round(float(frame["kl"].iloc[-1]), 6),
-        "seconds": round(seconds, 1),
+        "samples": len(frame) * samples_per_step,
+        "reward_mean_start": average("reward_mean", frame.head(window)),
+        "reward_mean_end": average("reward_mean", frame.tail(window)),
+        "toxicity_mean_start": average("toxicity_mean", frame.head(window)),
+        "toxicity_mean_end": average("toxicity_mean", frame.tail(window)),
+        "kl_last": average("kl", frame.tail(1)),
+        "diverged": outcome.diverged_at is not None,
     }
+    if outcome.diverged_at is not None:
+        summary |= {"diverged_at_step": outcome.diverged_at, "divergence": outcome.cause,
+                    "model_step": outcome.model_step}
+    return summary | {"seconds": round(seconds, 1)}

@@ -14,7 +14,8 @@ from detox.evaluate.report import render
 from detox.evaluate.rollouts import rollout_table
 from detox.io import atomic_paths, read_json, write_frame, write_json
 from detox.params import load_params
-from detox.scoring import load_scorer, neutral_index, toxicity
+from detox.scoring import load_scorer
+from detox.toxicity import neutral_index, toxicity
 from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")

@@ -7,8 +7,8 @@ from detox.models import load_tokenizer
 from detox.io import atomic_path, write_frame, write_json
 from detox.params import load_params
 from detox.prepare.params import PrepareParams
-from detox.prepare.prompt_sets import (clean_prompts, drop_duplicates, filter_toxic, sample,
-                                       split, tokenize_prompts)
+from detox.prepare.prompt_sets import (clean_prompts, drop_duplicates, filter_toxic,
+                                       query_texts, sample, split, tokenize_prompts)
 from detox.stage import run_stage
 
 # wiki_toxic's label is 0/1; a score source (builtin) counts as toxic from 0.5 up.
@@ -34,10 +34,15 @@ def main(params: PrepareParams) -> None:
             table = filter_toxic(table, OOD_TOXIC_THRESHOLD, where,
                                  "point data.ood_toxic at toxic prompts")
             counts[name]["toxic_rows"] = len(table)
+        query = data.train_query if name == "train" else "prompt"
+        # One query per source text: copies of a text cut to different lengths would otherwise
+        # be different prompts, free to land on both sides of the split.
+        table, counts[name]["repeated_texts_dropped"], _ = drop_duplicates(
+            table, query_texts(table, query, where))
         table = tokenize_prompts(table, tokenizer, data.prompt_min_tokens,
-                                 data.prompt_max_tokens, seed, where,
-                                 data.train_query if name == "train" else "prompt")
-        table, counts[name]["duplicates_dropped"], _ = drop_duplicates(table)
+                                 data.prompt_max_tokens, seed, where, query)
+        # Different texts can still be cut to the same query.
+        table, counts[name]["repeated_queries_dropped"], _ = drop_duplicates(table)
         return table
 
     ood = {name: sample(prompts(name), data.eval_prompts, seed)

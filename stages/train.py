@@ -15,7 +15,8 @@ from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_
 from detox.io import atomic_paths, write_frame, write_json
 from detox.models import load_tokenizer, require_context
 from detox.params import load_params
-from detox.scoring import load_scorer, neutral_index
+from detox.scoring import load_scorer
+from detox.toxicity import neutral_index
 from detox.stage import run_stage
 from detox.train.params import TrainParams
 from detox.train.policy import count_parameters, load_trainable

@@ -21,7 +21,8 @@ from detox.download.prompts import load_prompts, normalise
 from detox.params import parse
 from detox.prepare.params import PrepareParams
 from detox.prepare.prompt_sets import clean_prompts, filter_toxic, tokenize_prompts
-from detox.scoring import BUILTIN_MARKER, PackagedScorer, load_scorer, neutral_index, toxicity
+from detox.scoring import load_scorer
+from detox.toxicity import BUILTIN_MARKER, PackagedScorer, neutral_index, toxicity
 from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
                           wiki_toxic_parquet, wikitext_txt)
 from project import composed

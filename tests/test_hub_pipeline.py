@@ -88,9 +88,9 @@ def test_jigsaw_csv_with_a_row_cap(repo, sources):
     # 10 of the 24 toxic rows are sampled; the fixture repeats each comment 4 times, and the
     # wiki_toxic fixture holds the same toxic comments: repeats and OOD prompts are dropped
     # before the 80/20 split of what is left (test size rounded up)
-    assert counts["duplicates_dropped"] > 0 and counts["ood_overlap_dropped"] > 0
-    assert len(train) + len(test) == \
-        10 - counts["duplicates_dropped"] - counts["ood_overlap_dropped"]
+    assert counts["repeated_texts_dropped"] > 0 and counts["ood_overlap_dropped"] > 0
+    assert len(train) + len(test) == 10 - counts["repeated_texts_dropped"] \
+        - counts["repeated_queries_dropped"] - counts["ood_overlap_dropped"]
     assert len(test) == math.ceil((len(train) + len(test)) * 0.2)
     assert set(train).isdisjoint(test)
 

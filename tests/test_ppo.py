@@ -13,7 +13,7 @@ from detox.train.params import TrainParams
 from detox.models import load_tokenizer
 from detox.train.policy import load_trainable
 from detox.train.ppo import Outcome, ppo_config, train, train_summary
-from detox.scoring import PackagedScorer
+from detox.toxicity import PackagedScorer
 
 CPU = torch.device("cpu")
 

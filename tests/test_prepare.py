@@ -53,15 +53,23 @@ def test_no_eval_prompt_occurs_in_train(prepared):
     assert set(SHARED) <= prompts(prepared, "ood_toxic")  # kept out of train, not out of OOD
 
 
+def test_no_text_is_cut_into_a_training_and_a_test_prompt(prepared):
+    # every text comes twice; cut to two lengths, its copies would be two different prompts
+    train, test = (pd.read_parquet(prepared / f"data/prompts/{name}.parquet")
+                   for name in ("train", "in_distribution"))
+    assert set(train["source_text"]).isdisjoint(test["source_text"])
+    assert train["source_text"].is_unique and test["source_text"].is_unique
+
+
 def test_each_prompt_is_kept_once_and_the_drops_are_recorded(prepared):
     counts = json.loads((prepared / "data/prompts/counts.json").read_text())
     train = pd.read_parquet(prepared / "data/prompts/train.parquet")
     test = pd.read_parquet(prepared / "data/prompts/in_distribution.parquet")
     assert train["prompt"].is_unique and test["prompt"].is_unique
-    assert counts["train"]["duplicates_dropped"] >= 300  # every prompt came twice
+    assert counts["train"]["repeated_texts_dropped"] >= 300  # every text came twice
     assert counts["train"]["ood_overlap_dropped"] == len(SHARED)
     assert counts["train"]["prompts"] == len(train)
     assert counts["train"]["held_out"] == len(test)  # eval_prompts above the test size: all of it
-    distinct = counts["train"]["toxic_rows"] - counts["train"]["duplicates_dropped"] \
-        - counts["train"]["ood_overlap_dropped"]
+    distinct = counts["train"]["toxic_rows"] - counts["train"]["repeated_texts_dropped"] \
+        - counts["train"]["repeated_queries_dropped"] - counts["train"]["ood_overlap_dropped"]
     assert len(train) + len(test) == distinct

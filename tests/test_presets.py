@@ -52,3 +52,14 @@ def test_overrides_apply_on_top_of_a_preset():
     params = composed("preset=paper-rtp", "layers=10", "reward=neutral_softmax")
     assert params["layers"] == 10 and params["reward"] == "neutral_softmax"
     assert params["model"]["policy"] == "EleutherAI/gpt-neo-125m"
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p.startswith("paper")])
+def test_every_paper_preset_value_says_where_it_comes_from(preset):
+    for number, line in enumerate((ROOT / "conf" / "preset" / f"{preset}.yaml").read_text()
+                                  .splitlines(), 1):
+        code = line.split("#")[0]
+        is_value = ":" in code and code.split(":", 1)[1].strip() and line.startswith(" ")
+        if is_value:
+            assert any(tag in line for tag in ("[paper]", "[trl]", "[ours]")), \
+                f"{preset}.yaml:{number} has no origin tag: {line.strip()}"

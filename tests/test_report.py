@@ -14,7 +14,7 @@ from detox.evaluate.params import EvalParams
 from detox.evaluate.report import caveats, render
 from detox.evaluate.fluency import continuation_nll
 from detox.evaluate.rollouts import rollout_table
-from detox.scoring import PackagedScorer, toxicity
+from detox.toxicity import PackagedScorer, toxicity
 
 SAMPLING = EvalParams(batch_size=8, samples_per_prompt=2, max_new_tokens=6, top_k=0, top_p=1.0,
                       bootstrap_resamples=100)

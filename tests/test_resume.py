@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from detox.models import load_tokenizer
 from detox.params import parse
-from detox.scoring import PackagedScorer
+from detox.toxicity import PackagedScorer
 from detox.train.guard import WINDOW, divergence
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable

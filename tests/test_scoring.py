@@ -10,7 +10,8 @@ import torch
 from profanity_check import predict_prob
 
 from detox import DetoxError
-from detox.scoring import ClassifierScorer, PackagedScorer, load_scorer, neutral_index, toxicity
+from detox.scoring import ClassifierScorer, load_scorer
+from detox.toxicity import PackagedScorer, neutral_index, toxicity
 
 TEXTS = ["you are a stupid idiot and a damn loser", "have a lovely day , thanks for the help",
          "shut up you pathetic moron", "the castle is located in the north and",

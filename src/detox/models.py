@@ -15,12 +15,12 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
     Right, because TRL's PPO forward pass pads query + response with this tokenizer and gives
     the model no position ids: left padding would shift every shorter row's positions.
-    (Generation pads on the left by hand, with an attention mask, in ``rollouts``.)
+    (Generation pads on the left by hand, with an attention mask, in ``detox.generation``.)
     """
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError):
-        raise DetoxError(f"{path} holds no tokenizer: run the download stage (dvc repro)") from None
+        raise DetoxError(f"{path} holds no tokenizer: run its download stage (dvc repro)") from None
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer

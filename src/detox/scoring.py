@@ -1,67 +1,16 @@
-"""Toxicity scorers: two-or-more-class logits per text, and the toxicity they imply.
-
-A scorer is loaded from the snapshot that ``download`` writes under ``data/models/scorer``:
-either a Hugging Face sequence classifier (``save_pretrained`` folder) or a marker file naming
-a builtin (packaged) scorer. The independent judge of the evaluation is loaded the same way.
-"""
+"""Loading a toxicity scorer from the snapshot a download stage wrote under ``data/models/``
+(``scorer`` or ``judge``): a Hugging Face sequence classifier (``save_pretrained`` folder), run
+batched in the requested dtype and device, or a marker naming a builtin (packaged) scorer."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
 import torch
 
 from detox import DetoxError
-
-# The builtin (packaged) scorers and the PyPI package that ships each.
-PACKAGES = {"profanity-check": "alt-profanity-check", "better-profanity": "better-profanity"}
-BUILTIN_MARKER = "builtin_scorer.json"
-# Labels that mean "not toxic" in common toxicity classifiers (dynabench: nothate/hate).
-NEUTRAL_LABELS = ("neutral", "nothate", "not_hate", "non-toxic", "non_toxic", "nontoxic",
-                  "not_toxic", "not-toxic", "clean", "ok", "benign")
-
-
-class Scorer(Protocol):
-    id2label: dict[int, str]
-
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        """Float32 CPU tensor of shape (len(texts), len(id2label))."""
-
-
-class PackagedScorer:
-    """A toxicity classifier shipped inside a PyPI package, as two-class logits.
-
-    ``profanity-check``: alt-profanity-check's linear SVM probability (the offline reward).
-    ``better-profanity``: better-profanity's word list, 1 if a text holds a listed word, else 0
-    (the offline independent judge: a lexicon, not a trained model).
-
-    The logits are centred, [-z/2, z/2] with z the log-odds of the toxic probability, so that
-    softmax gives back the probability and the neutral logit is a smooth, symmetric reward.
-    """
-
-    id2label = {0: "neutral", 1: "toxic"}
-
-    def __init__(self, name: str) -> None:
-        if name not in PACKAGES:
-            raise ValueError(f"unknown packaged scorer {name!r}")
-        self.name = name
-
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        if self.name == "profanity-check":
-            from profanity_check import predict_prob
-
-            return predict_prob(list(texts)) if texts else np.zeros(0)
-        from better_profanity import profanity
-
-        return np.array([float(profanity.contains_profanity(text)) for text in texts])
-
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        p_toxic = np.clip(self.probabilities(texts), 1e-6, 1 - 1e-6)
-        log_odds = torch.tensor(np.log(p_toxic) - np.log1p(-p_toxic), dtype=torch.float32)
-        return torch.stack([-log_odds / 2, log_odds / 2], dim=1).reshape(len(texts), 2)
+from detox.toxicity import BUILTIN_MARKER, PackagedScorer, Scorer
 
 
 class ClassifierScorer:
@@ -101,26 +50,5 @@ def load_scorer(path: str | Path, device: torch.device, dtype: torch.dtype,
         source = json.loads((path / BUILTIN_MARKER).read_text())["source"]
         return PackagedScorer(source.removeprefix("builtin:"))
     if not (path / "config.json").exists():
-        raise DetoxError(f"{path} holds no scorer: run the download stage (dvc repro)")
+        raise DetoxError(f"{path} holds no scorer: run its download stage (dvc repro)")
     return ClassifierScorer(path, device, dtype, batch_size)
-
-
-def neutral_index(id2label: dict[int, str], neutral_label: str | None,
-                  param: str = "model.neutral_label") -> int:
-    """Index of the non-toxic label: the param if set, else a well-known name from id2label."""
-    by_name = {label.lower(): index for index, label in id2label.items()}
-    if neutral_label is not None:
-        if neutral_label.lower() not in by_name:
-            raise DetoxError(f"params.yaml: {param}={neutral_label!r} is not a label of the "
-                             f"classifier; its labels are {sorted(id2label.values())}")
-        return by_name[neutral_label.lower()]
-    for name in NEUTRAL_LABELS:
-        if name in by_name:
-            return by_name[name]
-    raise DetoxError(f"the classifier's labels {sorted(id2label.values())} include no "
-                     f"recognisable neutral label: set {param} in params.yaml to the non-toxic one")
-
-
-def toxicity(logits: torch.Tensor, neutral: int) -> np.ndarray:
-    """Probability of anything but the neutral label."""
-    return (1 - logits.float().softmax(dim=-1)[:, neutral]).numpy()

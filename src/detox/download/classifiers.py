@@ -9,7 +9,7 @@ from pathlib import Path
 
 from detox import DetoxError
 from detox.download.hub import pretrained, write_source
-from detox.scoring import BUILTIN_MARKER, PACKAGES
+from detox.toxicity import BUILTIN_MARKER, PACKAGES
 
 
 def snapshot_classifier(source: str, dest: Path, param: str) -> dict:

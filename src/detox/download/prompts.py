@@ -26,7 +26,7 @@ import pandas as pd
 from detox import DetoxError
 from detox.download.builtin import corpus
 from detox.download.hub import first_line, offline_hint
-from detox.scoring import PackagedScorer, toxicity
+from detox.toxicity import PackagedScorer, toxicity
 
 # Rows drawn from each builtin family; the builtin policy is taught an independent draw.
 BUILTIN_ROWS = {"toxic-prompts": 2500, "ood-toxic": 600, "ood-benign": 600}

@@ -37,7 +37,8 @@ def caveats(metrics: dict, training: dict | None = None) -> list[str]:
             found.append(f"{eval_set}: perplexity rose {detox['perplexity'] / base['perplexity']:.1f}x "
                          f"({base['perplexity']:.2f} -> {detox['perplexity']:.2f}): part of the "
                          "drop in toxicity may be lost fluency.")
-        if detox["continuation_tokens_mean"] <= LENGTH_RATIO * base["continuation_tokens_mean"]:
+        if (base["continuation_tokens_mean"] > 0
+                and detox["continuation_tokens_mean"] <= LENGTH_RATIO * base["continuation_tokens_mean"]):
             found.append(f"{eval_set}: continuations are markedly shorter "
                          f"({base['continuation_tokens_mean']:.1f} -> "
                          f"{detox['continuation_tokens_mean']:.1f} tokens on average): a model "

@@ -66,14 +66,15 @@ def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, mi
     """Cut each query text to a length sampled uniformly in [min_tokens, max_tokens] tokens.
 
     As in TRL's toxicity example: ``tokenizer.encode(text)[:length]``. The ``prompt`` column
-    becomes the decoded cut (the query) and ``input_ids`` its tokens. Empty queries are dropped.
+    becomes the decoded cut (the query), ``input_ids`` its tokens and ``source_text`` the text it
+    was cut from. Empty queries are dropped.
     """
     require_columns(table, ["prompt"], source)
     rng = np.random.default_rng(seed)
     texts = query_texts(table, query, source)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(table))
     ids = [tokens[:n] for tokens, n in zip(tokenizer(texts.tolist())["input_ids"], lengths)]
-    out = table.assign(input_ids=ids)
+    out = table.assign(source_text=texts, input_ids=ids)
     out = out[[len(tokens) > 0 for tokens in ids]].reset_index(drop=True)
     if out.empty:
         raise DetoxError(f"{source}: every prompt is empty")
@@ -86,13 +87,14 @@ def prompt_key(texts: pd.Series) -> pd.Series:
     return texts.astype(str).str.lower().str.split().str.join(" ")
 
 
-def drop_duplicates(table: pd.DataFrame, exclude: pd.Series | None = None,
-                    ) -> tuple[pd.DataFrame, int, int]:
-    """Keep the first row of each distinct prompt and none that occurs in ``exclude``.
+def drop_duplicates(table: pd.DataFrame, texts: pd.Series | None = None,
+                    exclude: pd.Series | None = None) -> tuple[pd.DataFrame, int, int]:
+    """Keep the first row of each distinct text (``texts``, by default the ``prompt`` column)
+    and none whose text occurs in ``exclude``.
 
-    Returns the table and how many rows were dropped as repeats and as excluded prompts.
+    Returns the table and how many rows were dropped as repeats and as excluded texts.
     """
-    keys = prompt_key(table["prompt"])
+    keys = prompt_key(table["prompt"] if texts is None else texts)
     repeated = keys.duplicated()
     excluded = keys.isin(set(prompt_key(exclude)) if exclude is not None else set())
     kept = table[~repeated & ~excluded].reset_index(drop=True)
@@ -103,7 +105,7 @@ def held_out_size(rows: int, test_fraction: float) -> int:
     """Held-out rows as ``datasets``' ``train_test_split(test_size=...)`` counts them: rounded up.
 
     (10,977 Jigsaw rows -> 2,196 test, 35,109 RealToxicityPrompts rows -> 7,022: the paper's.)
-    The inner round drops float noise such as 0.2 * 10 = 2.0000000000000004.
+    The inner round drops float noise such as 0.7 * 10 = 7.000000000000001.
     """
     return math.ceil(round(rows * test_fraction, 9))
 

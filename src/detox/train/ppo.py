@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
 from detox.generation import generate
-from detox.scoring import Scorer, toxicity
+from detox.toxicity import Scorer, toxicity
 from detox.train.guard import divergence
 from detox.train.params import TrainParams
 from detox.train.resume import Checkpoints, Progress, StopRequest

@@ -174,7 +174,7 @@ def test_load_tokenizer_pads_right_with_eos(tmp_path, corpus_texts):
 
 
 def test_load_tokenizer_from_an_empty_folder_says_run_download(tmp_path):
-    with pytest.raises(DetoxError, match="run the download stage"):
+    with pytest.raises(DetoxError, match="run its download stage"):
         load_tokenizer(tmp_path)
 
 

@@ -56,7 +56,8 @@ def short_commit(root: Path, rev: str) -> str:
     return result.stdout.strip()
 
 
-def _value(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a markdown table cell: short numbers, yes/no, — for none."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -69,7 +70,7 @@ def _value(value: Any) -> str:
 
 
 def _old_to_new(change: dict) -> str:
-    return f"{_value(change.get('old'))} → {_value(change.get('new'))}"
+    return f"{cell(change.get('old'))} → {cell(change.get('new'))}"
 
 
 def _change(change: dict) -> str:

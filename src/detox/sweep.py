@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     # the image link is relative to the markdown file, so it opens where the file is read
     out.write_text(markdown(sweep, os.path.relpath(plot_path, out.parent)))
-    print(f"{len(sweep.done)} experiments -> {args.out}, {args.plot}")
+    print(f"{len(sweep.done)} experiments -> {args.out}" + (f", {args.plot}" if sweep.done else ""))
 
 
 def cli() -> None:

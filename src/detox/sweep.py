@@ -97,6 +97,7 @@ def _set_cell(headline: dict[str, Any], eval_set: str) -> str:
 
 
 def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
+    """The sweep's table, one row per experiment in swept order, and a link to its plot."""
     varying, shared = swept(sweep)
     experiments = _sorted(sweep, varying)
     sets = _sets(experiments)
@@ -138,6 +139,7 @@ def _label(experiment: Experiment, varying: list[str]) -> str:
 
 
 def series(sweep: Sweep) -> Series:
+    """What ``plot`` draws, in the table's order."""
     varying, _ = swept(sweep)
     experiments = _sorted(sweep, varying)
     labels = [_label(experiment, varying) for experiment in experiments]

@@ -1,0 +1,83 @@
+"""The headline metrics: the few numbers a reviewer reads, in ``metrics/headline.json``.
+
+This module is the one place their names and shape are defined: the evaluate stage writes the
+file with ``headline()``, and the review and sweep commands read it. ``metrics/eval.json`` stays
+the detail. Nothing here may change from run to run without a change of inputs (no wall-clock
+time), so that ``dvc metrics diff`` shows only what a change did.
+
+Shape (DVC flattens it to keys such as ``ood_toxic.toxicity_detoxified``)::
+
+    {"<eval set>": {"toxicity_base": .., "toxicity_detoxified": .., "toxicity_diff": ..,
+                    "toxicity_ci_low": .., "toxicity_ci_high": .., "judge_diff": ..,
+                    "perplexity_ratio": ..},
+     ... one entry per eval set ...,
+     "trainable_params": .., "diverged": ..}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PATH = "metrics/headline.json"
+
+# Per eval set: mean toxicity before and after, the paired difference with its 95% CI, the
+# judge's difference (does an independent scorer agree?) and detoxified / base perplexity (did
+# fluency pay for it?).
+PER_SET_KEYS = ("toxicity_base", "toxicity_detoxified", "toxicity_diff", "toxicity_ci_low",
+                "toxicity_ci_high", "judge_diff", "perplexity_ratio")
+TRAINING_KEYS = ("trainable_params", "diverged")
+
+
+def headline(eval_metrics: Mapping[str, Any], trainable_params: int, diverged: bool) -> dict:
+    """The headline from ``metrics/eval.json``'s per-set results and two facts from training."""
+    per_set = {}
+    for eval_set, result in eval_metrics.items():
+        base, detoxified = result["base"], result["detoxified"]
+        difference = result["detoxified_minus_base"]
+        per_set[eval_set] = {
+            "toxicity_base": base["mean_toxicity"],
+            "toxicity_detoxified": detoxified["mean_toxicity"],
+            "toxicity_diff": difference["mean_toxicity"]["diff"],
+            "toxicity_ci_low": difference["mean_toxicity"]["ci_low"],
+            "toxicity_ci_high": difference["mean_toxicity"]["ci_high"],
+            "judge_diff": difference["judge_mean_toxicity"]["diff"],
+            "perplexity_ratio": round(detoxified["perplexity"] / base["perplexity"], 4),
+        }
+    return {**per_set, "trainable_params": int(trainable_params), "diverged": bool(diverged)}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys, the way DVC names metrics and params."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def eval_sets(flat_keys: Iterable[str]) -> list[str]:
+    """The eval sets named in flattened headline keys, in the order they first appear."""
+    found: dict[str, None] = {}
+    for key in flat_keys:
+        eval_set, _, name = key.rpartition(".")
+        if name in PER_SET_KEYS:
+            found.setdefault(eval_set)
+    return list(found)
+
+
+def ordered(flat_keys: Iterable[str]) -> list[str]:
+    """Flattened headline keys in reading order: eval set by eval set, then training."""
+    keys = list(flat_keys)
+    sets = eval_sets(keys)
+
+    def position(key: str) -> tuple[int, int]:
+        eval_set, _, name = key.rpartition(".")
+        if eval_set in sets and name in PER_SET_KEYS:
+            return sets.index(eval_set), PER_SET_KEYS.index(name)
+        known = key in TRAINING_KEYS
+        return len(sets), TRAINING_KEYS.index(key) if known else len(TRAINING_KEYS)
+
+    return sorted(keys, key=position)

@@ -1,0 +1,111 @@
+"""The review command on a real git + DVC repository whose two commits differ in params and in
+headline metrics: the markdown holds what changed, old → new, and nothing that did not."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detox.headline import PER_SET_KEYS, TRAINING_KEYS, flatten, headline
+from project import ROOT, error_lines, run
+
+EVAL_JSON = json.loads((ROOT / "metrics" / "eval.json").read_text())
+# No stages: DVC reads params and metrics declared at the top level.
+DVC_YAML = {"params": ["params.yaml"], "metrics": ["metrics/headline.json"]}
+PARAMS = {"layers": 8, "reward": "neutral_logit", "ppo": {"steps": 30, "batch_size": 64}}
+
+
+def review(repo: Path, *args: str, check: bool = True):
+    return run(repo, sys.executable, "-m", "detox.review", *args, check=check,
+               PYTHONPATH=str(ROOT / "src"))
+
+
+def commit(repo: Path, params: dict, eval_metrics: dict, trainable_params: int) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "metrics" / "headline.json").write_text(
+        json.dumps(headline(eval_metrics, trainable_params, diverged=False), indent=2))
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", f"layers={params['layers']}")
+
+
+@pytest.fixture
+def two_commits(tmp_path: Path) -> Path:
+    """A repository at its second commit (layers 8 -> 10, one eval set moved) and the branch
+    ``base`` at its first."""
+    run(tmp_path, "git", "init", "-q")
+    run(tmp_path, "dvc", "init", "-q")
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    commit(tmp_path, PARAMS, EVAL_JSON, trainable_params=398529)
+    run(tmp_path, "git", "branch", "base")
+    moved = copy.deepcopy(EVAL_JSON)
+    moved["in_distribution"]["detoxified"]["mean_toxicity"] = 0.05
+    commit(tmp_path, {**PARAMS, "layers": 10}, moved, trainable_params=528577)
+    return tmp_path
+
+
+def test_review_shows_changed_params_and_headline_metrics(two_commits):
+    repo = two_commits
+    review(repo, "--base", "base", "--out", "review.md")
+    text = (repo / "review.md").read_text()
+    first = run(repo, "git", "rev-parse", "--short", "base").stdout.strip()
+    assert f"against `base` ({first})" in text
+    assert "| `layers` | 8 → 10 |" in text
+    assert "| `in_distribution.toxicity_detoxified` | 0.07237 → 0.05 | -0.02237 |" in text
+    assert "| `trainable_params` | 398,529 → 528,577 | +130,048 |" in text
+    # unchanged params and metrics are noise in a review
+    for unchanged in ("reward", "ppo.steps", "batch_size", "toxicity_base", "ood_toxic",
+                      "ood_benign", "diverged", "perplexity_ratio"):
+        assert unchanged not in text, unchanged
+    # no plot exists in this repository, so none is linked; and it is a screenful
+    assert "(plots/toxicity.png)" not in text
+    assert len(text.splitlines()) < 30
+
+
+def test_review_against_itself_says_nothing_changed(two_commits):
+    repo = two_commits
+    text = review(repo, "--base", "HEAD").stdout
+    assert "No param changed." in text and "No headline metric changed." in text
+
+
+def test_plots_are_linked_locally_and_attached_in_ci(two_commits):
+    repo = two_commits
+    (repo / "plots").mkdir()
+    (repo / "plots" / "toxicity.png").write_bytes(b"\x89PNG")
+    local = review(repo, "--base", "base").stdout
+    assert "](plots/toxicity.png)" in local and "fluency_vs_toxicity" not in local
+    ci = review(repo, "--base", "base", "--plots-url", "https://ci.example/runs/7").stdout
+    assert "[this CI run](https://ci.example/runs/7)" in ci and "`plots/toxicity.png`" in ci
+
+
+def test_a_missing_base_revision_is_one_line(two_commits):
+    repo = two_commits
+    result = review(repo, "--base", "no-such-branch", check=False)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: base revision 'no-such-branch' is not a commit of this git repository (a "
+        "shallow clone? fetch the full history, e.g. actions/checkout with fetch-depth: 0)"]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_repository_without_dvc_is_one_line(tmp_path):
+    run(tmp_path, "git", "init", "-q")
+    result = review(tmp_path, check=False)
+    assert result.returncode == 2
+    assert error_lines(result) == [f"error: {tmp_path} is not inside a DVC repository: run this "
+                                   "from the project (or `dvc init` first)"]
+
+
+def test_the_headline_is_a_screenful_of_named_numbers():
+    flat = flatten(headline(EVAL_JSON, 398529, diverged=False))
+    assert list(flat) == [f"{eval_set}.{key}" for eval_set in EVAL_JSON for key in PER_SET_KEYS] \
+        + list(TRAINING_KEYS)
+    assert len(flat) <= 25
+    assert flat["ood_toxic.perplexity_ratio"] == round(
+        EVAL_JSON["ood_toxic"]["detoxified"]["perplexity"]
+        / EVAL_JSON["ood_toxic"]["base"]["perplexity"], 4)

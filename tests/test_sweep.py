@@ -1,0 +1,97 @@
+"""The sweep view on a real DVC repository: three queued experiments of a toy stage that writes
+metrics/headline.json from its params (no ML), run by DVC's queue, then compared."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detox.review import dvc_json
+from detox.sweep import read_sweep, series
+from project import ROOT, run
+
+# The evaluate stage's results, made up from `layers`, through the real headline writer.
+STAGE = '''
+import json, yaml
+from detox.headline import headline
+
+params = yaml.safe_load(open("params.yaml"))
+layers = params["layers"]
+
+def result(base, detoxified):
+    return {"base": {"mean_toxicity": base, "perplexity": 4.0},
+            "detoxified": {"mean_toxicity": detoxified, "perplexity": 4.0 + layers},
+            "detoxified_minus_base": {
+                "mean_toxicity": {"diff": detoxified - base, "ci_low": -1.0, "ci_high": 0.0},
+                "judge_mean_toxicity": {"diff": -0.1}}}
+
+sets = {"in_distribution": result(0.8, 0.6 / layers), "ood_toxic": result(0.7, 0.3 / layers),
+        "ood_benign": result(0.1, 0.05)}
+with open("metrics/headline.json", "w") as file:
+    json.dump(headline(sets, 1000 * layers, diverged=layers > 9), file)
+'''
+PIPELINE = {"stages": {"evaluate": {
+    "cmd": "python evaluate.py", "deps": ["evaluate.py"], "params": ["layers", "ppo.steps"],
+    "metrics": [{"metrics/headline.json": {"cache": False}}]}}}
+
+
+def dvc(repo: Path, *args: str):
+    # the queue's workers inherit this environment: the toy stage imports the real package
+    return run(repo, "dvc", *args, PYTHONPATH=str(ROOT / "src"))
+
+
+@pytest.fixture(scope="module")
+def swept_repo(tmp_path_factory) -> Path:
+    """A committed baseline (layers 8, 30 steps) and three finished queued experiments."""
+    repo = tmp_path_factory.mktemp("sweep")
+    run(repo, "git", "init", "-q")
+    dvc(repo, "init", "-q")
+    (repo / "evaluate.py").write_text(STAGE)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"layers": 8, "ppo": {"steps": 30}}))
+    (repo / "metrics").mkdir()
+    dvc(repo, "repro", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "baseline")
+    dvc(repo, "exp", "run", "--queue", "-S", "layers=6,8,10", "-S", "ppo.steps=2")
+    dvc(repo, "exp", "run", "--run-all")  # runs the queue, returns when it is done
+    return repo
+
+
+def test_the_sweep_table_and_plot_hold_every_experiment(swept_repo):
+    result = run(swept_repo, sys.executable, "-m", "detox.sweep", PYTHONPATH=str(ROOT / "src"))
+    assert "3 experiments" in result.stdout
+    text = (swept_repo / "metrics" / "sweep.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0] == "| experiment | `layers` | in_distribution | ood_toxic | ood_benign | diverged |"
+    # one row per experiment, in swept order: base → detoxified (perplexity ratio), diverged
+    assert [row.split(" | ")[1:] for row in table[2:]] == [
+        ["6", "0.800 → 0.100 (×2.50)", "0.700 → 0.050 (×2.50)", "0.100 → 0.050 (×2.50)", "no |"],
+        ["8", "0.800 → 0.075 (×3.00)", "0.700 → 0.037 (×3.00)", "0.100 → 0.050 (×3.00)", "no |"],
+        ["10", "0.800 → 0.060 (×3.50)", "0.700 → 0.030 (×3.50)", "0.100 → 0.050 (×3.50)",
+         "yes |"]]
+    # what every experiment changed from the baseline is said once, not as a column
+    assert "All experiments: `ppo.steps=2`." in text
+    assert "![detoxified toxicity and perplexity ratio per eval set](../plots/sweep.png)" in text
+    assert (swept_repo / "plots" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+    drawn = series(read_sweep(dvc_json(swept_repo, "exp", "show")))
+    assert drawn.labels == ["6", "8", "10"] and drawn.xlabel == "layers"
+    assert drawn.lines["toxicity_detoxified"]["in_distribution"] == pytest.approx([0.1, 0.075, 0.06])
+    assert drawn.lines["perplexity_ratio"]["ood_benign"] == [2.5, 3.0, 3.5]
+
+
+def test_queued_experiments_are_named_not_tabulated(swept_repo):
+    dvc(swept_repo, "exp", "run", "--queue", "-S", "layers=12", "-n", "later")
+    try:
+        run(swept_repo, sys.executable, "-m", "detox.sweep", "--out", "sweep.md",
+            "--plot", "sweep.png", PYTHONPATH=str(ROOT / "src"))
+    finally:
+        dvc(swept_repo, "queue", "remove", "--all")
+    text = (swept_repo / "sweep.md").read_text()
+    assert "Without results: later (queued)." in text
+    assert len([line for line in text.splitlines() if line.startswith("| ")]) == 2 + 3
+    assert "](sweep.png)" in text

@@ -12,6 +12,7 @@ from detox.evaluate.plots import (fluency_vs_toxicity, toxicity_bars, toxicity_h
                                   toxicity_table)
 from detox.evaluate.report import render
 from detox.evaluate.rollouts import rollout_table
+from detox.headline import headline
 from detox.io import atomic_paths, read_json, write_frame, write_json
 from detox.params import load_params
 from detox.scoring import load_scorer
@@ -20,8 +21,9 @@ from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")
 MODELS = ("base", "detoxified")
-OUTPUTS = ("data/rollouts", "metrics/eval.json", "plots/eval_toxicity.csv", "plots/toxicity.png",
-           "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png", "metrics/report.md")
+OUTPUTS = ("data/rollouts", "metrics/eval.json", "metrics/headline.json",
+           "plots/eval_toxicity.csv", "plots/toxicity.png", "plots/toxicity_histograms.png",
+           "plots/fluency_vs_toxicity.png", "metrics/report.md")
 
 
 def main(params: EvaluateParams) -> None:
@@ -70,18 +72,21 @@ def main(params: EvaluateParams) -> None:
 
     metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
     title = f"{model_params.policy}, {params.layers} trainable blocks, {params.reward}"
-    with atomic_paths(*OUTPUTS) as (rollouts_dir, eval_json, table, bars, histograms, fluency,
-                                    report):
+    training = read_json("metrics/train.json")
+    with atomic_paths(*OUTPUTS) as (rollouts_dir, eval_json, headline_json, table, bars,
+                                    histograms, fluency, report):
         rollouts_dir.mkdir()
         for name, by_model in rollouts.items():
             write_frame(rollouts_dir / f"{name}.parquet",
                         pd.concat(by_model, names=["model"]).reset_index(level=0))
         write_json(eval_json, metrics)
+        write_json(headline_json, headline(metrics, training["trainable_params"],
+                                           training["diverged"]))
         write_frame(table, toxicity_table(metrics))
         toxicity_bars(metrics, bars, title)
         toxicity_histograms(rollouts, histograms)
         fluency_vs_toxicity(metrics, fluency)
-        report.write_text(render(metrics, rollouts, title, read_json("metrics/train.json")))
+        report.write_text(render(metrics, rollouts, title, training))
 
 
 if __name__ == "__main__":

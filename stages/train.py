@@ -42,11 +42,12 @@ def main(params: TrainParams) -> None:
     scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)
     prompts = pd.read_parquet("data/prompts/train.parquet")["input_ids"].map(list).tolist()
-    if len(prompts) < params.ppo.batch_size:
-        raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} is more than the "
-                         f"{len(prompts)} training prompts: lower it or raise data.train_prompts")
-
     processes = int(os.environ.get("WORLD_SIZE", 1))
+    if len(prompts) < params.ppo.batch_size * processes:
+        raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} x {processes} "
+                         f"process(es) is more than the {len(prompts)} training prompts: lower "
+                         "it or raise data.train_prompts")
+
     checkpoints = checkpoint_root() / run_key(params, INPUTS, processes)
     outcome = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device,
                     checkpoints, dtype)
@@ -59,11 +60,10 @@ def main(params: TrainParams) -> None:
             policy.pretrained_model.save_pretrained(model_dir)
             tokenizer.save_pretrained(model_dir)
             write_frame(curve, pd.DataFrame(outcome.log, columns=[
-                "step", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",
+                "step", "samples", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",
                 "response_tokens"]))
-            write_json(summary, train_summary(outcome, parameters,
-                                              params.ppo.batch_size * processes,
-                                              time.perf_counter() - started))
+            write_json(summary, train_summary(outcome, parameters))
+        print(f"trained in {time.perf_counter() - started:.0f} s")
     remove_checkpoints(checkpoints)  # the run is done: its outputs are DVC's now
 
 

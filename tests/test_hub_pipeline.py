@@ -101,7 +101,7 @@ def test_jigsaw_csv_with_a_row_cap(repo, sources):
     ({"data.ood_toxic": "NO_TEXT"}, "no text column"),
     ({"data.toxicity_threshold": 0.95}, "lower data.toxicity_threshold"),
     ({"model.scorer": "GENERIC_SCORER"}, "set model.neutral_label"),
-    ({"ppo.batch_size": 64}, "ppo.batch_size=64 is more than the"),
+    ({"ppo.batch_size": 64}, "ppo.batch_size=64 x 1 process(es) is more than the"),
     ({"data.prompt_max_tokens": 60}, "exceeds the policy's context of 64 tokens"),
     pytest.param({"model.device": "cuda"}, "model.device='cuda' but no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),

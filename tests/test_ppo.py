@@ -83,7 +83,8 @@ def test_ppo_forward_pass_scores_a_padded_row_like_the_row_alone(tiny_neo_dir, p
 # --- the summary of the log ------------------------------------------------------------------
 
 def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> Outcome:
-    return Outcome([{"step": i + 1, "reward_mean": r, "reward_std": 1.0, "toxicity_mean": t,
+    return Outcome([{"step": i + 1, "samples": 8, "reward_mean": r, "reward_std": 1.0,
+                     "toxicity_mean": t,
                      "kl": k, "kl_coef": 0.2, "response_tokens": 12.0}
                     for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))])
 
@@ -93,7 +94,7 @@ def test_train_summary_start_and_end_windows():
     toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
     kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
     parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
-    summary = train_summary(make_log(rewards, toxicities, kls), parameters, 8, 12.345, window=3)
+    summary = train_summary(make_log(rewards, toxicities, kls), parameters, window=3)
     assert summary == {
         "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
         "steps": 7,
@@ -104,29 +105,27 @@ def test_train_summary_start_and_end_windows():
         "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3),
         "kl_last": 1.25,
         "diverged": False,
-        "seconds": 12.3,
     }
 
 
 def test_train_summary_default_window_is_five_steps():
     rewards = [float(i) for i in range(12)]  # 0..11
-    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {}, 8, 1.0)
+    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {})
     assert summary["reward_mean_start"] == pytest.approx(2.0)   # mean of 0..4
     assert summary["reward_mean_end"] == pytest.approx(9.0)     # mean of 7..11
     assert summary["steps"] == 12
 
 
 def test_train_summary_log_shorter_than_window():
-    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, 8, 0.04, window=5)
+    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, window=5)
     assert summary["reward_mean_start"] == summary["reward_mean_end"] == pytest.approx(1.5)
     assert summary["toxicity_mean_start"] == pytest.approx(0.3)
     assert summary["kl_last"] == pytest.approx(0.3)
-    assert summary["seconds"] == 0.0
 
 
 def test_train_summary_of_a_run_that_diverged_at_its_first_step():
     outcome = Outcome([], diverged_at=1, cause="ppo/loss/total is not finite", model_step=0)
-    summary = train_summary(outcome, {}, 8, 2.0)
+    summary = train_summary(outcome, {})
     assert summary["steps"] == 0 and summary["reward_mean_start"] is None  # JSON null, not NaN
     assert summary["diverged"] is True and summary["diverged_at_step"] == 1
     assert summary["divergence"] == "ppo/loss/total is not finite" and summary["model_step"] == 0

@@ -65,10 +65,11 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(tiny_neo_dir, params, prom
         assert torch.equal(tensor, dict(resumed.named_parameters())[name]), name
 
 
-def test_only_the_latest_checkpoint_is_kept_and_it_holds_what_resume_needs(
+def test_the_last_two_checkpoints_are_kept_and_hold_what_resume_needs(
         tiny_neo_dir, params, prompts, tmp_path):
     policy, outcome = run(tiny_neo_dir, params, prompts, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST, "step-000004"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", LATEST, "step-000002",
+                                                          "step-000004"]
     saved = tmp_path / "step-000004"
     trainable = load_file(saved / "trainable.safetensors")
     assert "v_head.summary.weight" in trainable
@@ -78,8 +79,9 @@ def test_only_the_latest_checkpoint_is_kept_and_it_holds_what_resume_needs(
     assert state["state"]
     progress = json.loads((saved / "progress.json").read_text())
     assert progress["step"] == 4 and progress["log"] == outcome.log
+    assert (progress["epoch"], progress["cursor"]) == (1, 8)  # 8 prompts, 4 per step
     own = json.loads((saved / "rank-0.json").read_text())
-    assert set(own) == {"order", "cursor", "rng", "python", "numpy"}
+    assert set(own) == {"rng", "python", "numpy"}
 
 
 def test_a_checkpoint_half_written_is_ignored(tiny_neo_dir, params, prompts, tmp_path):
@@ -92,6 +94,19 @@ def test_a_checkpoint_half_written_is_ignored(tiny_neo_dir, params, prompts, tmp
     _, outcome = run(tiny_neo_dir, params, prompts, tmp_path)
     assert [row["step"] for row in outcome.log] == [1, 2, 3, 4]
     assert (tmp_path / LATEST).read_text() == "step-000004"
+    assert not partial.exists()  # cleaned up by the next save
+
+
+def test_one_writer_per_run(tmp_path):
+    from accelerate import Accelerator
+
+    from detox import DetoxError
+    from detox.train.resume import Checkpoints
+
+    first = Checkpoints(tmp_path, Accelerator(cpu=True))
+    with pytest.raises(DetoxError, match="another process is training this run"):
+        Checkpoints(tmp_path, Accelerator(cpu=True))
+    del first
 
 
 def test_run_key_changes_with_any_param_or_input(params, tiny_neo_dir, tmp_path):
@@ -124,6 +139,9 @@ def log_of(rewards: list[float]) -> list[dict]:
 
 def test_a_healthy_step_does_not_diverge():
     assert divergence(healthy_stats(), log_of([1.0] * 12), max_kl=10, max_reward_drop=3) is None
+    # a batch of one has no spread: its std is NaN, and that is not divergence
+    assert divergence(healthy_stats() | {"ppo/std_scores": math.nan}, log_of([1.0]), 10, 3) \
+        is None
 
 
 @pytest.mark.parametrize("name, value", [("ppo/loss/total", math.nan),
@@ -147,14 +165,21 @@ def test_reward_collapse_is_measured_in_the_first_steps_spread():
     assert divergence(healthy_stats(), log_of(start + [-5.0] * (WINDOW - 1)), 10, 3) is None
 
 
+def test_a_fall_from_a_plateau_is_a_collapse_too():
+    rising = [0.0] * WINDOW + [3.0] * WINDOW  # learned, then lost it all
+    assert divergence(healthy_stats(), log_of(rising + [0.0] * WINDOW), 10, 3) is not None
+    assert divergence(healthy_stats(), log_of(rising + [2.0] * WINDOW), 10, 3) is None
+
+
 def test_a_diverging_run_keeps_its_last_good_checkpoint(tiny_neo_dir, params, prompts, tmp_path):
     absurd = dataclasses.replace(params, ppo=dataclasses.replace(params.ppo, learning_rate=1e4))
     base, _ = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     policy, outcome = run(tiny_neo_dir, absurd, prompts, tmp_path)
     assert outcome.diverged_at is not None and outcome.cause
-    assert len(outcome.log) == outcome.diverged_at - 1
+    # the weights of step j wrote step j + 1's rollouts: only those a later step checked count
+    assert outcome.model_step <= max(outcome.diverged_at - 2, 0)
     assert outcome.model_step % params.ppo.save_every == 0
-    assert outcome.model_step < outcome.diverged_at
+    assert len(outcome.log) == outcome.model_step  # the metrics describe the model kept
     if outcome.model_step == 0:  # kept the state before any update: the base policy
         for name, tensor in weights(base).items():
             assert torch.equal(tensor, dict(policy.named_parameters())[name]), name

@@ -14,7 +14,8 @@ import yaml
 from detox.headline import PER_SET_KEYS, TRAINING_KEYS, flatten, headline
 from project import ROOT, error_lines, run
 
-EVAL_JSON = json.loads((ROOT / "metrics" / "eval.json").read_text())
+EVAL_JSON = json.loads((ROOT / "metrics" / "eval.json").read_text())  # the real shape
+EVAL_JSON["in_distribution"]["detoxified"]["mean_toxicity"] = 0.07237  # a value to move
 # No stages: DVC reads params and metrics declared at the top level.
 DVC_YAML = {"params": ["params.yaml"], "metrics": ["metrics/headline.json"]}
 PARAMS = {"layers": 8, "reward": "neutral_logit", "ppo": {"steps": 30, "batch_size": 64}}

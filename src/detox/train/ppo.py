@@ -51,8 +51,9 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``, resuming from the latest
     checkpoint in ``checkpoint_dir`` if there is one.
 
-    On divergence the policy is put back to its last good checkpoint and the run ends early;
-    on SIGINT/SIGTERM it saves a checkpoint after the current step and exits (128 + signal).
+    On divergence the policy is put back to its last checkpoint that a later step checked, the
+    log is cut there, and the run ends early; on SIGINT/SIGTERM it saves a checkpoint after the
+    current step and exits (128 + signal).
     """
     if PartialState().distributed_type == DistributedType.MULTI_CPU:
         # accelerate wraps every model in DDP on a CPU process group (on GPUs only trainable
@@ -61,30 +62,35 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
         reference.v_head.summary.bias.requires_grad_(True)
     trainer = PPOTrainer(ppo_config(params, device), policy, reference, tokenizer)
     accelerator, ppo = trainer.accelerator, params.ppo
-    # Under torchrun / `accelerate launch` each process draws its own prompts and samples.
-    rank = accelerator.process_index
+    # Under torchrun / `accelerate launch` the processes split each pass over the prompts
+    # between them (one shared order per pass) and sample with their own seeds.
+    rank, processes = accelerator.process_index, accelerator.num_processes
     rng = np.random.default_rng(params.seed + 1_000_003 * rank)
     checkpoints = Checkpoints(checkpoint_dir, accelerator)
     if checkpoints.latest() is not None:
         progress = checkpoints.load(policy, trainer.optimizer)
         trainer.kl_ctl.value = progress.kl_coef
         rng.bit_generator.state = progress.rng
+        if progress.scaler and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(progress.scaler)
         print(f"resuming from the checkpoint of step {progress.step} in {checkpoint_dir}")
     else:
-        progress = Progress(step=0, kl_coef=float(trainer.kl_ctl.value), log=[],
-                            order=rng.permutation(len(prompts)).tolist(), cursor=0,
-                            rng=rng.bit_generator.state)
-        checkpoints.save(policy, trainer.optimizer, progress)  # the last good state so far
-    log = progress.log
-    order, cursor = progress.order, progress.cursor
+        progress = Progress(step=0, kl_coef=float(trainer.kl_ctl.value), log=[], epoch=0,
+                            cursor=0, rng=rng.bit_generator.state)
+        checkpoints.save(policy, trainer.optimizer, progress)  # the start: good by definition
+    log, epoch, cursor = progress.log, progress.epoch, progress.cursor
     batch_size, generation = ppo.batch_size, params.generation
+    order = np.random.default_rng([params.seed, epoch]).permutation(len(prompts))
+    trainable = [p for p in policy.parameters() if p.requires_grad]
     with StopRequest() as stop:
         for step in tqdm(range(progress.step + 1, ppo.steps + 1), desc="PPO", unit="step",
                          initial=progress.step, total=ppo.steps):
-            if cursor + batch_size > len(order):  # a new epoch over the training prompts
-                order, cursor = rng.permutation(len(prompts)).tolist(), 0
-            batch = [prompts[i] for i in order[cursor:cursor + batch_size]]
-            cursor += batch_size
+            if cursor + batch_size * processes > len(order):  # the next pass over the prompts
+                epoch, cursor = epoch + 1, 0
+                order = np.random.default_rng([params.seed, epoch]).permutation(len(prompts))
+            start = cursor + rank * batch_size
+            batch = [prompts[i] for i in order[start:start + batch_size]]
+            cursor += batch_size * processes
             new_tokens = int(rng.integers(generation.min_new_tokens,
                                           generation.max_new_tokens + 1))
             responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
@@ -101,30 +107,36 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                 [float(toxicity(logits, neutral).mean()),
                  float(np.mean([len(r) for r in responses]))], device=accelerator.device),
                 "mean").tolist()
-            row = {"step": step, "reward_mean": float(stats["ppo/mean_scores"]),
+            samples = int(accelerator.reduce(torch.tensor(len(batch), device=accelerator.device),
+                                             "sum"))
+            row = {"step": step, "samples": samples,
+                   "reward_mean": float(stats["ppo/mean_scores"]),
                    "reward_std": float(stats["ppo/std_scores"]), "toxicity_mean": toxic,
                    "kl": float(stats["objective/kl"]),
                    "kl_coef": float(stats["objective/kl_coef"]), "response_tokens": length}
             cause = divergence(stats, [*log, row], ppo.max_kl, ppo.max_reward_drop)
+            if cause is None and not all(torch.isfinite(p).all() for p in trainable):
+                cause = "the weights are not finite after the update"
             if cause is not None:
-                model_step = checkpoints.load_weights(policy)
-                return Outcome(log, diverged_at=step, cause=cause, model_step=model_step)
+                model_step = checkpoints.load_weights(policy, checkpoints.good_before(step))
+                return Outcome(log[:model_step], diverged_at=step, cause=cause,
+                               model_step=model_step)
             log.append(row)
             signum = stop.agreed(accelerator)
             if step % ppo.save_every == 0 or signum:
                 checkpoints.save(policy, trainer.optimizer, Progress(
-                    step=step, kl_coef=float(trainer.kl_ctl.value), log=log, order=order,
-                    cursor=cursor, rng=rng.bit_generator.state))
+                    step=step, kl_coef=float(trainer.kl_ctl.value), log=log, epoch=epoch,
+                    cursor=cursor, rng=rng.bit_generator.state,
+                    scaler=accelerator.scaler.state_dict() if accelerator.scaler else None))
             if signum:
                 raise SystemExit(128 + signum)
     return Outcome(log)
 
 
-def train_summary(outcome: Outcome, parameters: dict[str, float], samples_per_step: int,
-                  seconds: float, window: int = 5) -> dict:
+def train_summary(outcome: Outcome, parameters: dict[str, float], window: int = 5) -> dict:
     """Parameter counts, the samples learned from (all processes), the reward/KL trend
     (start/end average ``window`` steps) and whether the run diverged: where, why, and which
-    step's model it kept."""
+    step's model it kept. No wall-clock time: the same inputs give the same summary."""
     frame = pd.DataFrame(outcome.log)
 
     def average(column: str, rows: pd.DataFrame) -> float | None:
@@ -133,7 +145,7 @@ def train_summary(outcome: Outcome, parameters: dict[str, float], samples_per_st
     summary = {
         **parameters,
         "steps": len(frame),
-        "samples": len(frame) * samples_per_step,
+        "samples": int(frame["samples"].sum()) if len(frame) else 0,
         "reward_mean_start": average("reward_mean", frame.head(window)),
         "reward_mean_end": average("reward_mean", frame.tail(window)),
         "toxicity_mean_start": average("toxicity_mean", frame.head(window)),
@@ -144,4 +156,4 @@ def train_summary(outcome: Outcome, parameters: dict[str, float], samples_per_st
     if outcome.diverged_at is not None:
         summary |= {"diverged_at_step": outcome.diverged_at, "divergence": outcome.cause,
                     "model_step": outcome.model_step}
-    return summary | {"seconds": round(seconds, 1)}
+    return summary

@@ -9,8 +9,10 @@ only a checkpoint of exactly the same run, and anything else starts fresh.
 
 What: the trainable weights and value head (safetensors), the optimizer state
 (``torch.load(weights_only=True)``), and as JSON the step, the KL controller's coefficient, the
-log so far, and per process the prompt order, its cursor and every RNG state (python, numpy's
-global one that TRL shuffles mini-batches with, ours, torch's and CUDA's).
+log so far, the pass over the prompts and where in it, fp16's loss-scaler state, and per
+process every RNG state (python, numpy's global one that TRL shuffles mini-batches with, ours,
+torch's and its GPU's). The last two checkpoints are kept: on divergence the run goes back to
+the newest one whose weights a later step has checked.
 
 How: each checkpoint is written to its own ``step-<n>`` folder under a temporary name, renamed
 when complete, and only then named in ``LATEST`` (an atomic replace), so a kill while saving
@@ -19,6 +21,7 @@ leaves the previous checkpoint usable.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -33,6 +36,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from detox import DetoxError
+
 LATEST = "LATEST"
 
 
@@ -42,18 +47,22 @@ def checkpoint_root() -> Path:
 
 
 def run_key(params, inputs: list[str | Path], processes: int) -> str:
-    """A fingerprint of the run: its params, the contents of its inputs and of the code."""
+    """A fingerprint of the run: its params, the contents of its inputs, the package modules it
+    has imported (the train stage's code, not the rest of the package) and the process count."""
     digest = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode())
     digest.update(f"processes={processes}".encode())
     package = Path(__file__).resolve().parents[1]
-    for root in [*map(Path, inputs), package]:
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    code = sorted(Path(module.__file__).resolve() for name, module in list(sys.modules.items())
+                  if name.split(".")[0] == "detox" and getattr(module, "__file__", None))
+    for root, files in [*((Path(i), _files(Path(i))) for i in inputs), (package, code)]:
         for path in files:
-            if path.suffix in (".pyc", ".pyo"):
-                continue
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
 
 
 def remove_checkpoints(folder: Path) -> None:
@@ -64,14 +73,15 @@ def remove_checkpoints(folder: Path) -> None:
 
 @dataclass
 class Progress:
-    """Where one process of the run stands after ``step`` PPO steps."""
+    """Where the run stands after ``step`` PPO steps."""
 
     step: int
     kl_coef: float
     log: list[dict]
-    order: list[int]
-    cursor: int
-    rng: dict  # numpy Generator state of this process's prompt order and lengths
+    epoch: int  # the pass over the training prompts (its order is seeded by it)
+    cursor: int  # where in that pass the next step's batches start
+    rng: dict  # numpy Generator state of this process's continuation lengths
+    scaler: dict | None = None  # fp16's loss-scaler state
 
 
 def _rng_states() -> dict:
@@ -81,15 +91,15 @@ def _rng_states() -> dict:
             "numpy": [kind, keys.tolist(), position, has_gauss, cached]}
 
 
-def _set_rng_states(states: dict, torch_state: torch.Tensor,
-                    cuda_states: list[torch.Tensor]) -> None:
+def _set_rng_states(states: dict, tensors: dict[str, torch.Tensor],
+                    device: torch.device) -> None:
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(torch_state)
-    if cuda_states:
-        torch.cuda.set_rng_state_all(cuda_states)
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda"], device)
 
 
 class Checkpoints:
@@ -98,6 +108,16 @@ class Checkpoints:
     def __init__(self, folder: Path, accelerator) -> None:
         self.folder, self.accelerator = Path(folder), accelerator
         self.rank = accelerator.process_index
+        if accelerator.is_main_process:
+            # One writer per run: e.g. a stage left running by a `dvc repro` killed with
+            # SIGTERM (which DVC does not pass on), or two queue workers on the same run.
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.folder / ".lock", "w")
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DetoxError(f"another process is training this run into {self.folder}: "
+                                 "stop it first (signal its process group)") from None
 
     def latest(self) -> Path | None:
         pointer = self.folder / LATEST
@@ -106,6 +126,12 @@ class Checkpoints:
         path = self.folder / pointer.read_text().strip()
         return path if path.is_dir() else None
 
+    def good_before(self, step: int) -> Path:
+        """The newest checkpoint whose weights passed a later step's checks: the weights of
+        step j wrote step j + 1's rollouts, so one before ``step - 1`` (or the start)."""
+        kept = sorted(self.folder.glob("step-*"), reverse=True)
+        return next(path for path in kept if int(path.name[5:]) <= max(step - 2, 0))
+
     def save(self, policy: torch.nn.Module, optimizer, progress: Progress) -> None:
         final = self.folder / f"step-{progress.step:06d}"
         partial = self.folder / f".partial-{final.name}"
@@ -113,20 +139,21 @@ class Checkpoints:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        rank_state = {"order": progress.order, "cursor": progress.cursor, "rng": progress.rng,
-                      **_rng_states()}
-        (partial / f"rank-{self.rank}.json").write_text(json.dumps(rank_state))
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        save_file({"torch": torch.get_rng_state(),
-                   **{f"cuda.{i}": state for i, state in enumerate(cuda)}},
-                  partial / f"rng-{self.rank}.safetensors")
+        (partial / f"rank-{self.rank}.json").write_text(
+            json.dumps({"rng": progress.rng, **_rng_states()}))
+        states = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():  # this process's own GPU
+            states["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
+        save_file(states, partial / f"rng-{self.rank}.safetensors")
         if self.accelerator.is_main_process:
             trainable = {name: p.detach().cpu().contiguous()
                          for name, p in policy.named_parameters() if p.requires_grad}
             save_file(trainable, partial / "trainable.safetensors")
             torch.save(optimizer.state_dict(), partial / "optimizer.pt")
             (partial / "progress.json").write_text(json.dumps(
-                {"step": progress.step, "kl_coef": progress.kl_coef, "log": progress.log}))
+                {"step": progress.step, "kl_coef": progress.kl_coef, "log": progress.log,
+                 "epoch": progress.epoch, "cursor": progress.cursor,
+                 "scaler": progress.scaler}))
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             shutil.rmtree(final, ignore_errors=True)
@@ -134,9 +161,11 @@ class Checkpoints:
             pointer = self.folder / f".{LATEST}"
             pointer.write_text(final.name)
             os.replace(pointer, self.folder / LATEST)  # the checkpoint counts from here on
-            for old in self.folder.glob("step-*"):
-                if old != final:
-                    shutil.rmtree(old)
+            # Two are kept: the newest has not been checked by a later step yet.
+            for old in sorted(self.folder.glob("step-*"), reverse=True)[2:]:
+                shutil.rmtree(old)
+            for leftover in self.folder.glob(".partial-*"):  # of a save killed midway
+                shutil.rmtree(leftover)
         self.accelerator.wait_for_everyone()
 
     def load_weights(self, policy: torch.nn.Module, path: Path | None = None) -> int:
@@ -153,14 +182,15 @@ class Checkpoints:
         """Everything of the latest checkpoint back in place; this process's progress."""
         path = self.latest()
         self.load_weights(policy, path)
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu",
+                                             weights_only=True))
         shared = json.loads((path / "progress.json").read_text())
         own = json.loads((path / f"rank-{self.rank}.json").read_text())
-        rng = load_file(path / f"rng-{self.rank}.safetensors")
-        _set_rng_states(own, rng["torch"],
-                        [rng[k] for k in sorted(rng) if k.startswith("cuda.")])
+        _set_rng_states(own, load_file(path / f"rng-{self.rank}.safetensors"),
+                        self.accelerator.device)
         return Progress(step=shared["step"], kl_coef=shared["kl_coef"], log=shared["log"],
-                        order=own["order"], cursor=own["cursor"], rng=own["rng"])
+                        epoch=shared["epoch"], cursor=shared["cursor"], rng=own["rng"],
+                        scaler=shared["scaler"])
 
 
 

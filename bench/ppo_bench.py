@@ -54,8 +54,8 @@ import numpy as np
 import torch
 import transformers
 import trl
-from transformers import (GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerFast,
-                          RobertaConfig, RobertaForSequenceClassification)
+from transformers import (GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerBase,
+                          PreTrainedTokenizerFast, RobertaConfig, RobertaForSequenceClassification)
 from trl import AutoModelForCausalLMWithValueHead, PPOTrainer, create_reference_model
 
 from detox import DetoxError
@@ -305,19 +305,20 @@ class BaselineLoop(Loop):
 
 # --- evaluation ------------------------------------------------------------------------------
 
-def project_eval(bench: Bench, model, scorer: Scorer, queries: list[list[int]]) -> np.ndarray:
+def project_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
+                 queries: list[list[int]]) -> np.ndarray:
     """The evaluate stage: batched continuations, then one pass of the scorer over all."""
-    frame = continuations(model, load_tokenizer(bench.policy_dir), queries, bench.sampling,
+    frame = continuations(model, tokenizer, queries, bench.sampling,
                           bench.sampling.batch_size, bench.params.seed, bench.dtype)
     neutral = neutral_index(scorer.id2label, bench.params.model.neutral_label)
     return toxicity(scorer.logits(frame["continuation"].tolist()), neutral)
 
 
-def baseline_eval(bench: Bench, model, scorer: Scorer, queries: list[list[int]]) -> np.ndarray:
+def baseline_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
+                  queries: list[list[int]]) -> np.ndarray:
     """TRL's ``evaluate-toxicity.py``: prompt texts tokenized with left padding per batch,
     ``generate``, the prompt text stripped from the decoded output, each batch scored."""
-    tokenizer, sampling = load_tokenizer(bench.policy_dir), bench.sampling
-    tokenizer.padding_side = "left"
+    sampling = bench.sampling
     neutral = neutral_index(scorer.id2label, bench.params.model.neutral_label)
     prompts, scores = tokenizer.batch_decode(queries), []
     for start in range(0, len(prompts), sampling.batch_size):
@@ -380,9 +381,11 @@ def measure_eval(bench: Bench, model, evaluate: Callable[..., np.ndarray]) -> di
     """One warm-up batch, then every eval query: prompts (one continuation each, scored) per s."""
     scorer = load_scorer(bench.scorer_dir, bench.device, scorer_dtype(bench.device),
                          bench.sampling.batch_size)
-    evaluate(bench, model, scorer, bench.eval_queries[:bench.sampling.batch_size])
+    tokenizer = load_tokenizer(bench.policy_dir)
+    tokenizer.padding_side = "left"  # as TRL's script; the evaluate stage pads by hand anyway
+    evaluate(bench, model, tokenizer, scorer, bench.eval_queries[:bench.sampling.batch_size])
     start = bench.now()
-    scores = evaluate(bench, model, scorer, bench.eval_queries)
+    scores = evaluate(bench, model, tokenizer, scorer, bench.eval_queries)
     seconds = bench.now() - start
     assert len(scores) == len(bench.eval_queries)
     return {"seconds": seconds, "prompts_per_s": len(scores) / seconds}
@@ -469,7 +472,7 @@ def summary_line(result: dict) -> str:
             f"score {project['score_s']:.2f} s, update {project['update_s']:.2f} s), "
             f"TRL example {ppo['baseline']['samples_per_s']:.1f} samples/s: "
             f"{ppo['ratio']['samples_per_s']:.2f}x; eval "
-            f"{evaluation['project']['prompts_per_s']:.0f} prompts/s "
+            f"{evaluation['project']['prompts_per_s']:.1f} prompts/s "
             f"({evaluation['ratio']['prompts_per_s']:.2f}x TRL's evaluate-toxicity.py)")
 
 

@@ -150,6 +150,8 @@ class Bench:
     dtype: torch.dtype
     policy_dir: Path
     scorer_dir: Path
+    prompt_tokens: tuple[int, int]  # min and max query length
+    adam: str  # the project loop's optimizer: "trl" (PPOTrainer's Adam), "foreach" or "fused"
     batches: list[list[list[int]]]  # warm-up + timed PPO batches of query token ids
     eval_queries: list[list[int]]
 
@@ -207,7 +209,11 @@ class Iteration:
 
 
 class Loop:
-    """A policy, its reference and its ``PPOTrainer``; ``iteration`` is one PPO step."""
+    """A policy, its reference and its ``PPOTrainer``; ``iteration`` is one PPO step (TRL's
+    stats of the last one, its own ``time/ppo/*`` split included, in ``stats``)."""
+
+    trainer: PPOTrainer
+    stats: dict
 
     def __init__(self, bench: Bench, scorer: Scorer) -> None:
         self.bench, self.scorer = bench, scorer
@@ -229,8 +235,8 @@ class Loop:
         reward = rewards(self.scorer.logits(self.texts(responses)), bench.params.reward,
                          self.neutral)
         scored = bench.now()
-        self.trainer.step([torch.as_tensor(q, device=device) for q in queries],
-                          [r.to(device) for r in responses], list(reward.to(device)))
+        self.stats = self.trainer.step([torch.as_tensor(q, device=device) for q in queries],
+                                       [r.to(device) for r in responses], list(reward.to(device)))
         updated = bench.now()
         response_tokens = sum(len(r) for r in responses)
         return Iteration(generated - start, scored - generated, updated - scored, len(queries),
@@ -247,8 +253,12 @@ class ProjectLoop(Loop):
         params = bench.params
         self.policy, reference = load_trainable(bench.policy_dir, params.layers, bench.device,
                                                 params.seed)
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        optimizer = (None if bench.adam == "trl" else  # None: PPOTrainer's own Adam
+                     torch.optim.Adam(trainable, lr=params.ppo.learning_rate,
+                                      **{bench.adam: True}))
         self.trainer = PPOTrainer(ppo_config(params, bench.device), self.policy, reference,
-                                  self.tokenizer)
+                                  self.tokenizer, optimizer=optimizer)
 
     def responses(self, queries: list[list[int]], seed: int) -> list[torch.Tensor]:
         sampling = self.bench.params.generation
@@ -397,7 +407,8 @@ def ratios(project: dict, baseline: dict) -> dict:
             for key in project if key in baseline}
 
 
-def benchmark(args: argparse.Namespace, folder: Path) -> dict:
+def prepare(args: argparse.Namespace, folder: Path) -> Bench:
+    """The settings, the models saved in ``folder``, and the prompts of every iteration."""
     params, sampling, prompt_range = settings(args)
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)
@@ -408,14 +419,20 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict:
     tokenizer = load_tokenizer(policy_dir)
     vocab = range(tokenizer.eos_token_id + 1, len(tokenizer))  # anything but the eos (id 0)
     eval_prompts = args.eval_prompts or 4 * sampling.batch_size
-    bench = Bench(
-        args.shape, params, sampling, device, dtype, policy_dir, scorer_dir,
+    return Bench(
+        args.shape, params, sampling, device, dtype, policy_dir, scorer_dir, prompt_range,
+        args.adam,
         batches=[random_queries(rng, params.ppo.batch_size, *prompt_range, vocab)
                  for _ in range(1 + args.iterations)],
         eval_queries=random_queries(rng, eval_prompts, *prompt_range, vocab))
 
+
+def benchmark(args: argparse.Namespace, folder: Path) -> dict:
+    """Both loops measured on the same models and prompts; the result as the JSON holds it."""
+    bench = prepare(args, folder)
+    params, sampling, device = bench.params, bench.sampling, bench.device
     ppo = {loop.name: measure_ppo(bench, loop) for loop in (ProjectLoop, BaselineLoop)}
-    model = load_causal_lm(policy_dir, device)
+    model = load_causal_lm(bench.policy_dir, device)
     evaluation = {name: measure_eval(bench, model, evaluate)
                   for name, evaluate in (("project", project_eval), ("baseline", baseline_eval))}
     ppo_ratios = ratios(ppo["project"], ppo["baseline"])
@@ -435,10 +452,10 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict:
         "settings": {
             "batch_size": params.ppo.batch_size, "mini_batch_size": params.ppo.mini_batch_size,
             "ppo_epochs": params.ppo.ppo_epochs, "layers": params.layers,
-            "prompt_tokens": list(prompt_range),
+            "prompt_tokens": list(bench.prompt_tokens),
             "new_tokens": [params.generation.min_new_tokens, params.generation.max_new_tokens],
-            "iterations": args.iterations, "eval_batch_size": sampling.batch_size,
-            "eval_prompts": eval_prompts, "eval_new_tokens": sampling.max_new_tokens,
+            "iterations": args.iterations, "adam": bench.adam, "eval_batch_size": sampling.batch_size,
+            "eval_prompts": len(bench.eval_queries), "eval_new_tokens": sampling.max_new_tokens,
             "scorer": "profanity-check" if SHAPES[args.shape].scorer is None
             else "roberta-base-shaped",
         },
@@ -516,6 +533,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-new-tokens", type=int)
     parser.add_argument("--eval-prompts", type=int, help="default: 4 eval batches")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--adam", choices=("trl", "foreach", "fused"), default="trl",
+                        help="the project loop's Adam: PPOTrainer's own (what the train stage "
+                        "runs), or torch's foreach or fused implementation handed to it")
     parser.add_argument("--json", type=Path, help="write the full result here")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     args = parser.parse_args(argv)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

@@ -41,6 +41,7 @@ import resource
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -208,7 +209,7 @@ class Iteration:
     response_tokens: int
 
 
-class Loop:
+class Loop(ABC):
     """A policy, its reference and its ``PPOTrainer``; ``iteration`` is one PPO step (TRL's
     stats of the last one, its own ``time/ppo/*`` split included, in ``stats``)."""
 
@@ -221,13 +222,16 @@ class Loop:
         self.tokenizer = load_tokenizer(bench.policy_dir)
         self.lengths = np.random.default_rng(bench.params.seed + 1)  # new-token draws
 
+    @abstractmethod
     def responses(self, queries: list[list[int]], seed: int) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """One sampled continuation of every query (generation)."""
 
+    @abstractmethod
     def texts(self, responses: list[torch.Tensor]) -> list[str]:
-        raise NotImplementedError
+        """The continuations decoded for the scorer."""
 
     def iteration(self, queries: list[list[int]], seed: int) -> Iteration:
+        """Generate, score (decode, scorer, reward) and step, each phase timed."""
         bench, device = self.bench, self.bench.device
         start = bench.now()
         responses = self.responses(queries, seed)
@@ -294,7 +298,7 @@ class BaselineLoop(Loop):
 
     def responses(self, queries: list[list[int]], seed: int) -> list[torch.Tensor]:
         sampling = self.bench.params.generation
-        generation_kwargs = {"min_length": -1, "top_k": float(sampling.top_k),
+        generation_kwargs = {"min_length": -1, "top_k": sampling.top_k,
                              "top_p": sampling.top_p, "do_sample": True,
                              "pad_token_id": self.tokenizer.eos_token_id}
         torch.manual_seed(seed)
@@ -336,8 +340,9 @@ def baseline_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, score
         batch = prompts[start:start + sampling.batch_size]
         inputs = tokenizer(batch, return_tensors="pt", padding=True).to(bench.device)
         with torch.no_grad(), bench.autocast():
-            outputs = model.generate(**inputs, do_sample=True, max_new_tokens=sampling.max_new_tokens,
-                                     top_k=sampling.top_k, top_p=sampling.top_p, use_cache=True,
+            outputs = model.generate(**inputs, do_sample=True,
+                                     max_new_tokens=sampling.max_new_tokens, top_k=sampling.top_k,
+                                     top_p=sampling.top_p, use_cache=True,
                                      pad_token_id=tokenizer.pad_token_id)
         texts = [text.replace(prompt, "") for text, prompt in
                  zip(tokenizer.batch_decode(outputs, skip_special_tokens=True), batch)]
@@ -454,7 +459,8 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict:
             "ppo_epochs": params.ppo.ppo_epochs, "layers": params.layers,
             "prompt_tokens": list(bench.prompt_tokens),
             "new_tokens": [params.generation.min_new_tokens, params.generation.max_new_tokens],
-            "iterations": args.iterations, "adam": bench.adam, "eval_batch_size": sampling.batch_size,
+            "iterations": args.iterations, "adam": bench.adam,
+            "eval_batch_size": sampling.batch_size,
             "eval_prompts": len(bench.eval_queries), "eval_new_tokens": sampling.max_new_tokens,
             "scorer": "profanity-check" if SHAPES[args.shape].scorer is None
             else "roberta-base-shaped",

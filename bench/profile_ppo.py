@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +33,8 @@ CALLS = [
     ("  update: PPOTrainer.step", r"ppo_trainer.py.*\(step\)"),
     # all of them: the no-grad ones of policy and reference, and the mini-batches' with grad
     ("    batched_forward_pass", r"ppo_trainer.py.*\(batched_forward_pass\)"),
-    ("    compute_rewards + compute_advantages", r"ppo_trainer.py.*\(compute_(rewards|advantages)\)"),
+    ("    compute_rewards + compute_advantages",
+     r"ppo_trainer.py.*\(compute_(rewards|advantages)\)"),
     ("    train_minibatch (epochs x mini-batches)", r"ppo_trainer.py.*\(train_minibatch\)"),
     ("      loss (PPO loss from logprobs, values)", r"ppo_trainer.py.*\(loss\)"),
     ("      backward", r"accelerator.py.*\(backward\)"),

@@ -9,6 +9,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from trl import AutoModelForCausalLMWithValueHead, create_reference_model
 
 from detox import DetoxError
@@ -104,7 +105,7 @@ def enable_gradient_checkpointing(policy: AutoModelForCausalLMWithValueHead) -> 
     model = causal_lm(policy)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpointed = [module for module in model.modules()
-                    if getattr(module, "gradient_checkpointing", False) is True]
+                    if isinstance(module, GradientCheckpointingLayer)]
 
     def follow_autograd(module: torch.nn.Module, args: tuple) -> None:
         for each in checkpointed:

@@ -247,8 +247,9 @@ def test_without_an_adapter_the_saved_model_is_the_policy_s_own(tiny_neo_dir):
     assert model_to_save(policy) is policy.pretrained_model
 
 
-@pytest.mark.parametrize("targets, says", [(["attn_proj"], "none of them is a module"),
-                                           (["q_proj", "c_attn"], "c_attn is not a module")])
+@pytest.mark.parametrize("targets, says", [
+    (["attn_proj"], "none of them found in the top 4 blocks"),
+    (["q_proj", "c_attn", "wte"], "not all of them (c_attn, wte not) found in the top 4 blocks")])
 def test_lora_target_modules_must_exist_in_the_blocks(tiny_neo_dir, lora, targets, says):
     with pytest.raises(DetoxError) as info:
         load_trainable(tiny_neo_dir, 4, CPU, seed=0,

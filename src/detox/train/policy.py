@@ -63,16 +63,16 @@ def _with_lora(path: str | Path, layers: int, blocks: int, adapter: AdapterParam
                         layers_to_transform=list(range(blocks - layers, blocks)), bias="none")
     base = AutoModelForCausalLM.from_pretrained(path)
     problem = (f"params.yaml: adapter.target_modules={list(adapter.target_modules)!r} is "
-               f"invalid: %s in the top {layers} blocks of the policy")
+               f"invalid: %s found in the top {layers} blocks of the policy")
     try:
         model = get_peft_model(base, config)
     except ValueError:  # peft: none of the target modules is in the model
-        raise DetoxError(problem % "none of them is a module") from None
+        raise DetoxError(problem % "none of them") from None
     adapted = [name for name, module in model.named_modules() if isinstance(module, LoraLayer)]
     missing = [target for target in adapter.target_modules  # matched as peft does
                if not any(name == target or name.endswith(f".{target}") for name in adapted)]
     if missing:  # peft adapts the names it finds and skips the others without a word
-        raise DetoxError(problem % f"{', '.join(missing)} is not a module")
+        raise DetoxError(problem % f"not all of them ({', '.join(missing)} not)")
     return AutoModelForCausalLMWithValueHead.from_pretrained(model)
 
 

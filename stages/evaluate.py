@@ -71,7 +71,9 @@ def main(params: EvaluateParams) -> None:
                        for model_name in MODELS} for name in EVAL_SETS}
 
     metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
-    title = f"{model_params.policy}, {params.layers} trainable blocks, {params.reward}"
+    trained = (f"LoRA in the top {params.layers} blocks" if params.adapter.kind == "lora"
+               else f"{params.layers} trainable blocks")
+    title = f"{model_params.policy}, {trained}, {params.reward}"
     training = read_json("metrics/train.json")
     with atomic_paths(*OUTPUTS) as (rollouts_dir, eval_json, headline_json, table, bars,
                                     histograms, fluency, report):

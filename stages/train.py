@@ -19,7 +19,7 @@ from detox.scoring import load_scorer
 from detox.toxicity import neutral_index
 from detox.stage import run_stage
 from detox.train.params import TrainParams
-from detox.train.policy import count_parameters, load_trainable
+from detox.train.policy import count_parameters, load_trainable, model_to_save
 from detox.train.ppo import train, train_summary
 from detox.train.resume import checkpoint_root, remove_checkpoints, run_key
 
@@ -35,7 +35,7 @@ def main(params: TrainParams) -> None:
     PartialState(cpu=device.type == "cpu")
     tokenizer = load_tokenizer("data/models/base")
     policy, reference = load_trainable("data/models/base", params.layers, device,
-                                       params.seed)
+                                       params.seed, params.adapter)
     require_context(policy.pretrained_model.config, params.data.prompt_max_tokens,
                     params.generation.max_new_tokens)
     parameters = count_parameters(policy)
@@ -57,7 +57,7 @@ def main(params: TrainParams) -> None:
     if is_main_process():
         with atomic_paths("data/models/detoxified", "plots/train_curve.csv",
                           "metrics/train.json") as (model_dir, curve, summary):
-            policy.pretrained_model.save_pretrained(model_dir)
+            model_to_save(policy).save_pretrained(model_dir)  # a LoRA adapter merged in
             tokenizer.save_pretrained(model_dir)
             write_frame(curve, pd.DataFrame(outcome.log, columns=[
                 "step", "samples", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",

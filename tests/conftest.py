@@ -23,6 +23,8 @@ from transformers import (GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig,
 
 from detox.download.builtin import corpus
 from detox.download.builtin.tiny_model import train_tokenizer
+from detox.params import parse
+from detox.train.params import AdapterParams
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_YAML = ROOT / "params.yaml"
@@ -36,6 +38,12 @@ torch.set_num_threads(1)
 def committed_params() -> dict:
     """The committed params.yaml as a raw mapping (never mutate it: use ``raw_params``)."""
     return yaml.safe_load(PARAMS_YAML.read_text())
+
+
+@pytest.fixture(scope="session")
+def lora(committed_params):
+    """The committed adapter params with ``kind: lora`` (what ``-S adapter=lora`` gives)."""
+    return parse(AdapterParams, {**committed_params["adapter"], "kind": "lora"}, "adapter.")
 
 
 @pytest.fixture

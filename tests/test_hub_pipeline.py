@@ -44,7 +44,8 @@ def repo(tmp_path_factory, sources) -> Path:
         "data.ood_benign": sources["wikitext"], "data.prompt_min_tokens": 3,
         "data.prompt_max_tokens": 6, "data.eval_prompts": 6,
         "model.policy": sources["policy"], "model.scorer": sources["scorer"],
-        "ppo.steps": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.ppo_epochs": 2,
+        # the fixture holds 6 distinct toxic texts, some also wiki_toxic's: few training prompts
+        "ppo.steps": 2, "ppo.batch_size": 2, "ppo.mini_batch_size": 1, "ppo.ppo_epochs": 2,
         "generation.min_new_tokens": 3, "generation.max_new_tokens": 6, "eval.batch_size": 4,
         "eval.samples_per_prompt": 2, "model.judge": sources["scorer"],
     })

@@ -149,11 +149,32 @@ def test_bounds_are_inclusive_where_documented(raw_params):
     ("eval.top_p", 0),
     ("eval.max_new_tokens", 0),
     ("data.train_query", "continuation"),
+    ("ppo.gradient_checkpointing", "yes"),
+    ("adapter.kind", "qlora"),
+    ("adapter.rank", 0),
+    ("adapter.alpha", 0),
+    ("adapter.dropout", 1.0),
+    ("adapter.dropout", -0.1),
+    ("adapter.target_modules", []),
+    ("adapter.target_modules", "q_proj"),  # a list, even of one
 ])
 def test_invalid_value_names_the_param(raw_params, dotted, value):
     message = parse_error(set_param(raw_params, dotted, value))
     assert f"{dotted}=" in message
     assert message.startswith("params.yaml:")
+
+
+def test_a_bad_list_item_is_named_by_its_index(raw_params):
+    message = parse_error(set_param(raw_params, "adapter.target_modules", ["q_proj", 3]))
+    assert message.startswith("params.yaml: adapter.target_modules[1]=3 is invalid")
+
+
+def test_adapter_params_come_through_typed(raw_params):
+    set_param(raw_params, "adapter.kind", "lora")
+    set_param(raw_params, "adapter.alpha", 32)
+    adapter = parse_params(raw_params).adapter
+    assert adapter.kind == "lora" and adapter.alpha == 32.0 and isinstance(adapter.alpha, float)
+    assert adapter.target_modules == raw_params["adapter"]["target_modules"]
 
 
 def test_mini_batch_size_must_divide_batch_size(raw_params):

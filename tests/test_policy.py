@@ -3,13 +3,16 @@ with the reference model; parameter counts match the paper for gpt-neo-125m."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from transformers import GPTNeoConfig, GPTNeoForCausalLM
+from transformers import AutoModelForCausalLM, GPTNeoConfig, GPTNeoForCausalLM
+from trl import PPOConfig, PPOTrainer
 
 from detox import DetoxError
 from detox.models import load_causal_lm, load_tokenizer, require_context
-from detox.train.policy import count_parameters, load_trainable
+from detox.train.policy import count_parameters, load_trainable, model_to_save
 
 CPU = torch.device("cpu")
 BLOCKS = 12
@@ -30,7 +33,7 @@ def neo125m(tmp_path_factory):
     model.save_pretrained(path)
     del model
     policy, reference = load_trainable(str(path), 8, CPU, seed=0)
-    yield {"policy": policy, "reference": reference, "base_params": base_params}
+    yield {"policy": policy, "reference": reference, "base_params": base_params, "path": path}
     del policy, reference
 
 
@@ -53,6 +56,16 @@ def test_gpt_neo_125m_reference_shares_the_frozen_bottom(neo125m):
         is policy.pretrained_model.transformer.h[3].mlp.c_fc.weight
     assert reference.pretrained_model.transformer.h[4].mlp.c_fc.weight \
         is not policy.pretrained_model.transformer.h[4].mlp.c_fc.weight
+
+
+def test_lora_on_gpt_neo_125m_trains_under_one_percent(neo125m, lora):
+    policy, reference = load_trainable(neo125m["path"], 8, CPU, seed=0, adapter=lora)
+    counts = count_parameters(policy)
+    # rank 8 on q, k, v, out (768 -> 768) and c_fc, c_proj (768 <-> 3072) of 8 blocks, + value head
+    per_block = 8 * (4 * (768 + 768) + 2 * (768 + 3072))
+    assert counts["trainable_params"] == 8 * per_block + 768 + 1 == 885_505
+    assert counts["total_params"] == neo125m["base_params"] + 8 * per_block + 768 + 1
+    assert reference is None
 
 
 # --- sharing and freezing on a tiny 12-block model -------------------------------------------
@@ -154,6 +167,112 @@ def test_count_parameters_by_hand():
     counts = count_parameters(model)
     assert counts == {"trainable_params": 3 * 2 + 2, "total_params": 4 * 3 + 3 + 3 * 2 + 2,
                       "trainable_fraction": round(8 / 23, 6)}
+
+
+# --- LoRA: adapters in the top blocks, the reference is the policy with its adapter disabled --
+
+def lora_block(name: str) -> int | None:
+    """The block of a LoRA weight (``...transformer.h.<i>.attn.attention.q_proj.lora_A...``)."""
+    parts = name.split(".")
+    return int(parts[parts.index("h") + 1]) if "lora_" in name else None
+
+
+@pytest.mark.parametrize("layers", [1, 4, 12])
+def test_lora_trains_only_adapters_in_the_top_blocks_and_the_value_head(tiny_neo_dir, lora,
+                                                                        layers):
+    policy, reference = load_trainable(tiny_neo_dir, layers, CPU, seed=0, adapter=lora)
+    assert reference is None
+    trainable = {name: p for name, p in policy.named_parameters() if p.requires_grad}
+    assert all("lora_" in name or name.startswith("v_head.") for name in trainable)
+    assert {lora_block(name) for name in trainable} - {None} == set(range(BLOCKS - layers, BLOCKS))
+    # every target module of every top block is adapted, rank x (in + out) weights each
+    linears = {name: module for name, module in policy.named_modules()
+               if isinstance(module, torch.nn.Linear) and ".base_layer" in name}
+    expected = sum(lora.rank * (m.in_features + m.out_features) for m in linears.values())
+    assert {name.split(".")[-2] for name in linears} == set(lora.target_modules)
+    assert len(linears) == layers * len(lora.target_modules)
+    assert count_parameters(policy)["trainable_params"] == expected + 16 + 1  # + value head
+
+
+def test_lora_reference_is_the_base_model_and_no_base_weight_is_copied(tiny_neo_dir, tiny_neo,
+                                                                       lora):
+    policy, reference = load_trainable(tiny_neo_dir, 4, CPU, seed=0, adapter=lora)
+    with torch.no_grad():  # LoRA starts as a no-op (B = 0): make the adapter change the output
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    trainer = PPOTrainer(PPOConfig(batch_size=2, mini_batch_size=1), policy, reference,
+                         load_tokenizer(tiny_neo_dir))
+    # TRL holds no reference model: it scores the reference with the adapter disabled
+    assert trainer.ref_model is None and trainer.is_peft_model
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    base = tiny_neo(ids).logits  # a freshly loaded base model
+    with torch.no_grad():
+        with trainer.optional_peft_ctx():
+            reference_logits = policy.pretrained_model(ids).logits
+        policy_logits = policy.pretrained_model(ids).logits
+    torch.testing.assert_close(reference_logits, base, rtol=0, atol=0)
+    assert not torch.allclose(policy_logits, base, atol=1e-3)
+    # every tensor the trainer's models hold is stored once: the base weights, the LoRA
+    # weights and the value head, and nothing else
+    storages = {}
+    for model in (trainer.model, trainer.ref_model):
+        for param in model.parameters() if model is not None else []:
+            storages[param.untyped_storage().data_ptr()] = param.numel()
+    base_params = sum(p.numel() for p in tiny_neo.parameters())
+    adapter_params = sum(p.numel() for n, p in policy.named_parameters() if "lora_" in n)
+    assert sum(storages.values()) == base_params + adapter_params + 16 + 1
+
+
+def test_lora_merged_save_loads_as_a_plain_causal_lm(tiny_neo_dir, tiny_neo, lora, tmp_path):
+    policy, _ = load_trainable(tiny_neo_dir, 4, CPU, seed=0, adapter=lora)
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+        ids = torch.tensor([[5, 17, 42, 8, 99]])
+        adapted = policy.pretrained_model(ids).logits
+    model_to_save(policy).save_pretrained(tmp_path)
+    assert not (tmp_path / "adapter_config.json").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(tiny_neo)
+    assert set(loaded.state_dict()) == set(tiny_neo.state_dict())  # no LoRA names left
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, adapted, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(loaded(ids).logits, tiny_neo(ids).logits, atol=1e-3)
+
+
+def test_without_an_adapter_the_saved_model_is_the_policy_s_own(tiny_neo_dir):
+    policy, _ = load_trainable(tiny_neo_dir, 4, CPU, seed=0)
+    assert model_to_save(policy) is policy.pretrained_model
+
+
+@pytest.mark.parametrize("targets, says", [
+    (["attn_proj"], "none of them found in the top 4 blocks"),
+    (["q_proj", "c_attn", "wte"], "not all of them (c_attn, wte not) found in the top 4 blocks")])
+def test_lora_target_modules_must_exist_in_the_blocks(tiny_neo_dir, lora, targets, says):
+    with pytest.raises(DetoxError) as info:
+        load_trainable(tiny_neo_dir, 4, CPU, seed=0,
+                       adapter=dataclasses.replace(lora, target_modules=targets))
+    message = str(info.value)
+    assert message.startswith(f"params.yaml: adapter.target_modules={targets!r} is invalid")
+    assert says in message and "\n" not in message
+
+
+# --- deeper policies: gpt-neo-1.3B (24 blocks) and 2.7B (32 blocks) layouts ------------------
+
+@pytest.mark.parametrize("blocks", [24, 32])
+@pytest.mark.parametrize("adapted", [False, True])
+def test_layers_counts_from_the_top_of_a_deeper_policy(make_tiny_neo, tmp_path, lora, blocks,
+                                                       adapted):
+    make_tiny_neo(num_layers=blocks,
+                  attention_types=[[["global", "local"], blocks // 2]]).save_pretrained(tmp_path)
+    policy, _ = load_trainable(tmp_path, 8, CPU, seed=0, adapter=lora if adapted else None)
+    block = lora_block if adapted else block_of
+    trained = {block(n) for n, p in policy.named_parameters() if p.requires_grad} - {None}
+    assert trained == set(range(blocks - 8, blocks))
+    with pytest.raises(DetoxError, match=f"between 1 and {blocks}"):
+        load_trainable(tmp_path, blocks + 1, CPU, seed=0, adapter=lora if adapted else None)
 
 
 # --- tokenizer, eval model, snapshot ---------------------------------------------------------

@@ -36,7 +36,8 @@ def prompts(tokenizer) -> list[list[int]]:
 
 
 def run(tiny_neo_dir, params, prompts, checkpoints):
-    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
+                                       params.adapter)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), 0, prompts, params, CPU, checkpoints)
     return policy, outcome
@@ -59,6 +60,62 @@ def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir,
                            or "ln_f" in n or "v_head" in n for n in changed)
     for name, p in reference.named_parameters():
         torch.testing.assert_close(p, reference_before[name], rtol=0, atol=0)
+
+
+def test_lora_ppo_trains_only_the_adapter_and_the_value_head(tiny_neo_dir, tiny_neo, params,
+                                                             prompts, lora, tmp_path):
+    params = dataclasses.replace(params, adapter=lora)
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed, lora)
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, tmp_path)
+    assert outcome.diverged_at is None and len(outcome.log) == 2
+    changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
+    assert any("lora_B" in name for name in changed) and any("v_head" in name for name in changed)
+    assert all("lora_" in name or name.startswith("v_head.") for name in changed)
+    ids = torch.tensor([prompts[0]])
+    with torch.no_grad():
+        with policy.pretrained_model.disable_adapter():  # the reference: still the base model
+            torch.testing.assert_close(policy.pretrained_model(ids).logits, tiny_neo(ids).logits,
+                                       rtol=0, atol=0)
+        assert not torch.equal(policy.pretrained_model(ids).logits, tiny_neo(ids).logits)
+
+
+@pytest.mark.parametrize("adapted", [False, True])
+def test_gradient_checkpointing_recomputes_the_blocks_and_changes_no_result(
+        tiny_neo_dir, params, prompts, lora, tmp_path, adapted):
+    """TRL's loss forward runs in eval mode, where transformers would not checkpoint: the
+    blocks must still be recomputed in backward, with the same updates as without."""
+    results = {}
+    for checkpointing in (False, True):
+        these = dataclasses.replace(
+            params, adapter=lora if adapted else params.adapter,
+            ppo=dataclasses.replace(params.ppo, gradient_checkpointing=checkpointing))
+        policy, reference = load_trainable(str(tiny_neo_dir), these.layers, CPU, these.seed,
+                                           these.adapter)
+        calls = []  # the top block's forward runs, each with whether autograd recorded it
+        top = policy.pretrained_model.get_submodule(
+            "base_model.model.transformer.h.11" if adapted else "transformer.h.11")
+        forward = top.forward  # (a forward hook would not see checkpoint's recomputation)
+
+        def counted(*args, forward=forward, calls=calls, **kwargs):
+            calls.append(torch.is_grad_enabled())
+            return forward(*args, **kwargs)
+
+        top.forward = counted
+        outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+                        PackagedScorer("profanity-check"), 0, prompts, these, CPU,
+                        tmp_path / str(checkpointing))
+        weights = {n: p.detach().clone() for n, p in policy.named_parameters()}
+        results[checkpointing] = outcome.log, weights, calls
+    (log, weights, calls), (log_gc, weights_gc, calls_gc) = results[False], results[True]
+    # equal up to float rounding: backward sums the same gradients in another order
+    assert log_gc == [pytest.approx(row, rel=1e-4) for row in log]
+    for name, tensor in weights.items():
+        torch.testing.assert_close(weights_gc[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+    # the same forward passes, plus one recomputation per mini-batch forward that had grads
+    assert calls_gc.count(False) == calls.count(False)
+    assert calls_gc.count(True) == 2 * calls.count(True) > 0
 
 
 def test_ppo_forward_pass_scores_a_padded_row_like_the_row_alone(tiny_neo_dir, params, prompts):

@@ -48,6 +48,28 @@ def test_paper_presets_use_the_papers_models_and_sets():
     assert jigsaw["data"]["train_prompts"] == 10977
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_adapter_is_a_group_that_composes_with_every_preset_and_layers(preset):
+    # `dvc exp run -S adapter=lora -S layers=6` (and -S adapter.rank=... for one value)
+    params = composed(f"preset={preset}", "adapter=lora", "layers=6", "adapter.rank=4")
+    adapter = parse(TrainParams, params).adapter
+    assert (adapter.kind, adapter.rank, params["layers"]) == ("lora", 4, 6)
+    assert composed(f"preset={preset}", "adapter=none")["adapter"]["kind"] == "none"
+    assert composed(f"preset={preset}")["adapter"]["kind"] == "none"
+
+
+@pytest.mark.parametrize("policy", ["EleutherAI/gpt-neo-1.3B", "EleutherAI/gpt-neo-2.7B"])
+def test_paper_presets_take_the_larger_gpt_neo_models(policy):
+    # their 24 and 32 blocks are checked against `layers` once the policy is loaded
+    # (tests/test_policy.py::test_layers_counts_from_the_top_of_a_deeper_policy)
+    for preset in ("paper-rtp", "paper-jigsaw"):
+        params = composed(f"preset={preset}", f"model.policy={policy}", "adapter=lora",
+                          "ppo.gradient_checkpointing=true", "model.precision=bf16")
+        for schema in (PrepareParams, TrainParams, EvaluateParams):
+            parse(schema, params)
+        assert params["model"]["policy"] == policy
+
+
 def test_overrides_apply_on_top_of_a_preset():
     params = composed("preset=paper-rtp", "layers=10", "reward=neutral_softmax")
     assert params["layers"] == 10 and params["reward"] == "neutral_softmax"

@@ -41,7 +41,8 @@ def prompts(tokenizer) -> list[list[int]]:
 
 
 def run(tiny_neo_dir, params, prompts, folder):
-    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
+                                       params.adapter)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), 0, prompts, params, CPU, folder)
     return policy, outcome
@@ -51,7 +52,11 @@ def weights(policy) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in policy.named_parameters()}
 
 
-def test_a_resumed_run_ends_like_an_uninterrupted_one(tiny_neo_dir, params, prompts, tmp_path):
+@pytest.mark.parametrize("adapted", [False, True], ids=["blocks", "lora"])
+def test_a_resumed_run_ends_like_an_uninterrupted_one(tiny_neo_dir, params, prompts, tmp_path,
+                                                      lora, adapted):
+    if adapted:  # the checkpoint then holds the LoRA weights and the value head only
+        params = dataclasses.replace(params, adapter=lora)
     whole, whole_outcome = run(tiny_neo_dir, params, prompts, tmp_path / "whole")
     # the same run stopped after step 2 (as if killed right after that checkpoint) ...
     half = dataclasses.replace(params, ppo=dataclasses.replace(params.ppo, steps=2))
@@ -63,6 +68,9 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(tiny_neo_dir, params, prom
     assert [row["step"] for row in resumed_outcome.log] == [1, 2, 3, 4]
     for name, tensor in weights(whole).items():
         assert torch.equal(tensor, dict(resumed.named_parameters())[name]), name
+    if adapted:
+        saved = load_file(tmp_path / "whole" / "step-000004" / "trainable.safetensors")
+        assert saved and all("lora_" in name or name.startswith("v_head.") for name in saved)
 
 
 def test_the_last_two_checkpoints_are_kept_and_hold_what_resume_needs(

@@ -18,7 +18,7 @@ import sys
 import types
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -39,10 +39,16 @@ def require(ok: bool, name: str, value: Any, allowed: str) -> None:
 
 
 def typed(name: str, value: Any, kind: Any) -> Any:
-    """``value`` as ``kind`` (bool, int, float, str or one of them | None), strictly."""
+    """``value`` as ``kind`` (bool, int, float, str, one of them | None, or a non-empty
+    ``list`` of one of them), strictly."""
     if isinstance(kind, types.UnionType):  # `int | None`, `str | None`
         inner = next(k for k in kind.__args__ if k is not type(None))
         return None if value is None else typed(name, value, inner)
+    if get_origin(kind) is list:  # `list[str]`: each item is checked like a param of its own
+        if not isinstance(value, list) or not value:
+            raise fail(name, value, "must be a non-empty list")
+        (inner,) = get_args(kind)
+        return [typed(f"{name}[{index}]", item, inner) for index, item in enumerate(value)]
     # bool is an int subclass and YAML reads 1e-4 as a string: be strict and forgiving in turn
     if kind is bool:
         if isinstance(value, bool):

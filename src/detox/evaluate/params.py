@@ -43,13 +43,19 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class AdapterParams:
+    kind: str  # named in the report's title (its other values only shape the trained model)
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     seed: int
-    layers: int  # with reward, named in the report's title
+    layers: int  # with reward and adapter.kind, named in the report's title
     reward: str
     data: DataParams
     model: ModelParams
     eval: EvalParams
+    adapter: AdapterParams
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")

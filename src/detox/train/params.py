@@ -9,6 +9,7 @@ from detox.generation import check_sampling
 from detox.params import require
 
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
+ADAPTERS = ("none", "lora")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class PPOParams:
     save_every: int  # steps between checkpoints (and one on SIGINT/SIGTERM)
     max_kl: float  # a KL to the reference beyond this is divergence
     max_reward_drop: float  # reward collapse, in std of the first step's rewards
+    gradient_checkpointing: bool  # recompute the blocks' activations in backward (memory)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "save_every"):
@@ -47,6 +49,25 @@ class PPOParams:
         require(self.max_kl > 0, "ppo.max_kl", self.max_kl, "must be > 0")
         require(self.max_reward_drop > 0, "ppo.max_reward_drop", self.max_reward_drop,
                 "must be > 0")
+
+
+@dataclass(frozen=True)
+class AdapterParams:
+    """``adapter``: ``none`` trains the top ``layers`` blocks themselves; ``lora`` trains LoRA
+    weights (through peft) on the frozen policy, in the ``target_modules`` of those blocks."""
+
+    kind: str
+    rank: int
+    alpha: float  # LoRA scales its update by alpha / rank
+    dropout: float
+    target_modules: list[str]  # module names inside a block (GPT-Neo's: q_proj, c_fc, ...)
+
+    def __post_init__(self) -> None:
+        require(self.kind in ADAPTERS, "adapter.kind", self.kind,
+                f"must be one of {', '.join(ADAPTERS)}")
+        require(self.rank >= 1, "adapter.rank", self.rank, "must be a positive integer")
+        require(self.alpha > 0, "adapter.alpha", self.alpha, "must be > 0")
+        require(0 <= self.dropout < 1, "adapter.dropout", self.dropout, "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ class TrainParams:
     model: ModelParams
     ppo: PPOParams
     generation: GenerationParams
+    adapter: AdapterParams
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")

@@ -19,6 +19,7 @@ from detox.generation import generate
 from detox.toxicity import Scorer, toxicity
 from detox.train.guard import divergence
 from detox.train.params import TrainParams
+from detox.train.policy import enable_gradient_checkpointing
 from detox.train.resume import Checkpoints, Progress, StopRequest
 from detox.train.rewards import rewards
 
@@ -54,8 +55,13 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
     On divergence the policy is put back to its last checkpoint that a later step checked, the
     log is cut there, and the run ends early; on SIGINT/SIGTERM it saves a checkpoint after the
     current step and exits (128 + signal).
+    ``reference`` is ``None`` for a LoRA policy: TRL then scores the reference with the
+    policy's adapter disabled.
     """
-    if PartialState().distributed_type == DistributedType.MULTI_CPU:
+    if params.ppo.gradient_checkpointing:
+        # Not TRL's own option (PPOConfig.gradient_checkpointing): see the function.
+        enable_gradient_checkpointing(policy)
+    if reference is not None and PartialState().distributed_type == DistributedType.MULTI_CPU:
         # accelerate wraps every model in DDP on a CPU process group (on GPUs only trainable
         # ones), and DDP refuses a model with nothing to train: mark the reference's value
         # head, which nothing reads or updates, as trainable.

@@ -35,14 +35,6 @@ def prompts(tokenizer) -> list[list[int]]:
     return tokenizer(texts)["input_ids"]
 
 
-def run(tiny_neo_dir, params, prompts, checkpoints):
-    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
-                                       params.adapter)
-    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, checkpoints)
-    return policy, outcome
-
-
 def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir, params, prompts,
                                                                      tmp_path):
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)

@@ -168,9 +168,8 @@ class Checkpoints:
                 shutil.rmtree(leftover)
         self.accelerator.wait_for_everyone()
 
-    def load_weights(self, policy: torch.nn.Module, path: Path | None = None) -> int:
-        """Put the trainable weights of the latest (or given) checkpoint back; return its step."""
-        path = path or self.latest()
+    def load_weights(self, policy: torch.nn.Module, path: Path) -> int:
+        """Put the trainable weights of the checkpoint in ``path`` back; return its step."""
         weights = load_file(path / "trainable.safetensors")
         with torch.no_grad():
             for name, param in policy.named_parameters():

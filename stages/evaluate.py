@@ -1,7 +1,9 @@
 """evaluate: k continuations per prompt from the base and detoxified policies on each eval set,
-scored by the reward scorer, an independent judge and a fluency LM -> metrics, plots, report."""
+scored by the reward scorer, an independent judge and a fluency LM -> metrics, plots, report,
+and the trained weights published as data/models/detoxified with their completed model card."""
 
 import pandas as pd
+from huggingface_hub import ModelCard
 
 from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.device import resolve_device, resolve_dtype, scorer_dtype
@@ -10,18 +12,19 @@ from detox.evaluate.metrics import eval_metrics
 from detox.evaluate.params import EvaluateParams
 from detox.evaluate.plots import (fluency_vs_toxicity, toxicity_bars, toxicity_histograms,
                                   toxicity_table)
-from detox.evaluate.report import render
+from detox.evaluate.report import caveats, render
 from detox.evaluate.rollouts import rollout_table
 from detox.headline import headline
-from detox.io import atomic_paths, read_json, write_frame, write_json
+from detox.io import atomic_paths, link_files, read_json, write_frame, write_json
+from detox.model_card import with_evaluation
 from detox.params import load_params
 from detox.scoring import load_scorer
 from detox.toxicity import neutral_index, toxicity
 from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")
-MODELS = ("base", "detoxified")
-OUTPUTS = ("data/rollouts", "metrics/eval.json", "metrics/headline.json",
+MODELS = {"base": "data/models/base", "detoxified": "data/models/trained"}
+OUTPUTS = ("data/models/detoxified", "data/rollouts", "metrics/eval.json", "metrics/headline.json",
            "plots/eval_toxicity.csv", "plots/toxicity.png", "plots/toxicity_histograms.png",
            "plots/fluency_vs_toxicity.png", "metrics/report.md")
 
@@ -34,8 +37,8 @@ def main(params: EvaluateParams) -> None:
     prompts = {name: pd.read_parquet(f"data/prompts/{name}.parquet") for name in EVAL_SETS}
 
     rollouts: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in EVAL_SETS}
-    for model_name in MODELS:
-        model = load_causal_lm(f"data/models/{model_name}", device)
+    for model_name, path in MODELS.items():
+        model = load_causal_lm(path, device)
         require_context(model.config, params.data.prompt_max_tokens, eval_params.max_new_tokens,
                         "eval.max_new_tokens")
         for name, table in prompts.items():
@@ -75,8 +78,14 @@ def main(params: EvaluateParams) -> None:
                else f"{params.layers} trainable blocks")
     title = f"{model_params.policy}, {trained}, {params.reward}"
     training = read_json("metrics/train.json")
-    with atomic_paths(*OUTPUTS) as (rollouts_dir, eval_json, headline_json, table, bars,
-                                    histograms, fluency, report):
+    sources = {"in_distribution": params.data.train, "ood_toxic": params.data.ood_toxic,
+               "ood_benign": params.data.ood_benign}
+    card = with_evaluation(ModelCard.load("data/models/trained/README.md"), metrics, sources,
+                           caveats(metrics, training))
+    with atomic_paths(*OUTPUTS) as (detoxified, rollouts_dir, eval_json, headline_json, table,
+                                    bars, histograms, fluency, report):
+        link_files("data/models/trained", detoxified, skip=("README.md",))
+        card.save(detoxified / "README.md")
         rollouts_dir.mkdir()
         for name, by_model in rollouts.items():
             write_frame(rollouts_dir / f"{name}.parquet",

@@ -1,4 +1,5 @@
-"""train: PPO on the training prompts -> data/models/detoxified, metrics/train.json, curve.
+"""train: PPO on the training prompts -> data/models/trained (weights and the training half of
+the model card), metrics/train.json, the training curve.
 
 Checkpoints go to data/checkpoints/<run key>/ (see detox.train.resume): rerunning the stage
 with the same params and inputs resumes there; a diverged run keeps its last good checkpoint.
@@ -12,7 +13,8 @@ from accelerate import PartialState
 
 from detox import DetoxError
 from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
-from detox.io import atomic_paths, write_frame, write_json
+from detox.io import atomic_paths, read_json, write_frame, write_json
+from detox.model_card import training_card
 from detox.models import load_tokenizer, require_context
 from detox.params import load_params
 from detox.scoring import load_scorer
@@ -55,14 +57,19 @@ def main(params: TrainParams) -> None:
         print(f"warning: the run diverged at step {outcome.diverged_at} ({outcome.cause}); "
               f"kept the model of step {outcome.model_step}")
     if is_main_process():
-        with atomic_paths("data/models/detoxified", "plots/train_curve.csv",
-                          "metrics/train.json") as (model_dir, curve, summary):
+        summary = train_summary(outcome, parameters)
+        card = training_card(read_json("data/models/base/source.json"),
+                             read_json("data/models/scorer/source.json"), params, summary,
+                             len(prompts))
+        with atomic_paths("data/models/trained", "plots/train_curve.csv",
+                          "metrics/train.json") as (model_dir, curve, summary_json):
             model_to_save(policy).save_pretrained(model_dir)  # a LoRA adapter merged in
             tokenizer.save_pretrained(model_dir)
+            card.save(model_dir / "README.md")
             write_frame(curve, pd.DataFrame(outcome.log, columns=[
                 "step", "samples", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",
                 "response_tokens"]))
-            write_json(summary, train_summary(outcome, parameters))
+            write_json(summary_json, summary)
         print(f"trained in {time.perf_counter() - started:.0f} s")
     remove_checkpoints(checkpoints)  # the run is done: its outputs are DVC's now
 

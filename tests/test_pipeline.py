@@ -7,11 +7,21 @@ git repo; takes a few minutes on two CPU cores.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from detox.headline import flatten
+from detox.model_card import CARD_METRICS
+from detox.review import dvc_json
+from detox.sweep import read_sweep
 
 from project import ROOT, copy_project, error_lines, run, set_params
 
@@ -61,6 +71,22 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
                  "data/rollouts/ood_benign.parquet", "data/raw/train.json",
                  "data/models/base/source.json"):
         assert (repo / path).is_file(), path
+
+
+def test_the_detoxified_folder_loads_and_carries_a_model_card_with_the_eval_results(repo):
+    folder = repo / "data/models/detoxified"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    trained = load_file(repo / "data/models/trained/model.safetensors")
+    assert all(torch.equal(tensor, trained[name]) for name, tensor in model.state_dict().items()
+               if name in trained)
+    card = ModelCard.load(folder / "README.md")
+    evaluation = metrics(repo, "eval")
+    assert {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results} \
+        == {(name, key): evaluation[name]["detoxified"][key]
+            for name in evaluation for key, _ in CARD_METRICS}
+    training = metrics(repo, "train")
+    assert f"{training['trainable_params']:,} of {training['total_params']:,}" in card.text
+    assert "## How to load" in card.text and "## Evaluation" in card.text
 
 
 def test_eval_sets_share_no_prompt_with_train(repo):
@@ -123,4 +149,39 @@ def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override
     errors = error_lines(result)
     assert len(errors) == 1 and f"{param}=" in errors[0], output
     assert not list(repo.rglob(".tmp.*"))
-    assert not (repo / "data" / "models" / "detoxified").exists()
+    assert not (repo / "data" / "models" / "trained").exists()
+
+
+SHORT = ("-S", "ppo.steps=2", "-S", f"data.eval_prompts={EVAL_PROMPTS}")
+
+
+@pytest.mark.slow
+def test_a_queued_layer_sweep_is_compared_then_restored_from_a_remote(repo, tmp_path):
+    """The paper's layer ablation as documented, shortened; then, from a fresh clone, one of
+    its experiments restored from the remote's run-cache without running a stage."""
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "layers=6,8,10", *SHORT)
+    run(repo, "dvc", "exp", "run", "--run-all")  # runs the queue, returns when it is done
+    result = run(repo, sys.executable, "-m", "detox.sweep")
+    assert "3 experiments" in result.stdout
+    rows = [line for line in (repo / "metrics/sweep.md").read_text().splitlines()
+            if line.startswith("| ")][2:]
+    assert [row.split(" | ")[1] for row in rows] == ["6", "8", "10"]
+    assert (repo / "plots/sweep.png").read_bytes()[:4] == b"\x89PNG"
+    sweep = read_sweep(dvc_json(repo, "exp", "show"))
+    expected = next(e.headline for e in sweep.done if e.params["layers"] == 10)
+
+    run(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    shared = run(repo, sys.executable, "-m", "detox.share")
+    assert "every run's outputs are on the remote" in shared.stdout
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    restored = run(clone, "dvc", "exp", "run", "--pull", "--allow-missing", "-S", "layers=10",
+                   *SHORT)
+    assert "Running stage" not in restored.stdout, restored.stdout
+    for stage in ("train", "evaluate"):
+        assert f"Stage '{stage}' is cached - skipping run" in restored.stdout
+    assert flatten(metrics(clone, "headline")) == expected
+    assert ModelCard.load(clone / "data/models/detoxified/README.md").data.eval_results
+    for path in ("metrics/report.md", "metrics/eval.json", "plots/toxicity.png"):
+        assert (clone / path).is_file(), path

@@ -14,8 +14,20 @@ import yaml
 from detox.headline import PER_SET_KEYS, TRAINING_KEYS, flatten, headline
 from project import ROOT, error_lines, run
 
-EVAL_JSON = json.loads((ROOT / "metrics" / "eval.json").read_text())  # the real shape
-EVAL_JSON["in_distribution"]["detoxified"]["mean_toxicity"] = 0.07237  # a value to move
+
+
+def eval_set(base: float, detoxified: float, perplexity_base: float) -> dict:
+    """One eval set of metrics/eval.json, with what the headline reads of it."""
+    return {"base": {"mean_toxicity": base, "perplexity": perplexity_base},
+            "detoxified": {"mean_toxicity": detoxified, "perplexity": 3 * perplexity_base},
+            "detoxified_minus_base": {
+                "mean_toxicity": {"diff": detoxified - base, "ci_low": detoxified - base - 0.03,
+                                  "ci_high": detoxified - base + 0.03},
+                "judge_mean_toxicity": {"diff": -0.4}}}
+
+
+EVAL_JSON = {"in_distribution": eval_set(0.84, 0.07237, 3.6),  # 0.07237: a value to move
+             "ood_toxic": eval_set(0.85, 0.07, 3.2), "ood_benign": eval_set(0.14, 0.07, 2.4)}
 # No stages: DVC reads params and metrics declared at the top level.
 DVC_YAML = {"params": ["params.yaml"], "metrics": ["metrics/headline.json"]}
 PARAMS = {"layers": 8, "reward": "neutral_logit", "ppo": {"steps": 30, "batch_size": 64}}

@@ -42,7 +42,7 @@ def repo(tmp_path_factory) -> Path:
 def outputs(repo: Path) -> tuple[dict, dict]:
     """metrics/train.json and the trained weights."""
     summary = json.loads((repo / "metrics/train.json").read_text())
-    return summary, load_file(repo / "data/models/detoxified/model.safetensors")
+    return summary, load_file(repo / "data/models/trained/model.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_sigkill_after_a_checkpoint_resumes_on_the_next_repro(repo, uninterrupte
     assert killed.returncode == -signal.SIGKILL
     step = latest_step(repo)
     assert 4 <= step < SMALL["ppo.steps"]
-    assert not (repo / "data/models/detoxified").exists()  # DVC removed the outputs
+    assert not (repo / "data/models/trained").exists()  # DVC removed the outputs
 
     result = run(repo, "dvc", "repro", "train")
     assert f"resuming from the checkpoint of step {step}" in result.stdout

@@ -59,5 +59,20 @@ def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
             frame.to_parquet(tmp, index=False)
 
 
+def link_files(source: str | Path, dest: str | Path, skip: tuple[str, ...] = ()) -> None:
+    """Every file of the folder ``source`` into ``dest`` as a hard link (a copy where linking
+    fails, e.g. across filesystems): publishing weights under a second name costs no disk
+    while the stage runs. DVC replaces rather than edits the files it manages, so the two
+    never diverge (and, with its default ``cache.type``, copies them when it commits)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(source).iterdir()):
+        if path.is_file() and path.name not in skip:
+            try:
+                os.link(path, dest / path.name)
+            except OSError:
+                shutil.copy2(path, dest / path.name)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())

@@ -11,6 +11,9 @@ from detox.params import require
 
 @dataclass(frozen=True)
 class DataParams:
+    train: str  # the eval sets' sources, named on the model card
+    ood_toxic: str
+    ood_benign: str
     prompt_max_tokens: int  # with eval.max_new_tokens, must fit the policy's context
 
 

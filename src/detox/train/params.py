@@ -14,6 +14,8 @@ ADAPTERS = ("none", "lora")
 
 @dataclass(frozen=True)
 class DataParams:
+    train: str  # named on the model card, with the toxicity filter
+    toxicity_threshold: float
     prompt_max_tokens: int  # with generation.max_new_tokens, must fit the policy's context
 
 

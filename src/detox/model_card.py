@@ -1,0 +1,135 @@
+"""The model card that travels with the detoxified weights (``data/models/detoxified/README.md``).
+
+Written in two halves, by the stages that know them: ``train`` writes what the model is and how
+it was trained (``training_card``, into ``data/models/trained/README.md``); ``evaluate`` adds how
+it scores and the caveats (``with_evaluation``) when it publishes the weights as
+``data/models/detoxified``. The metadata is ``huggingface_hub``'s ``ModelCardData``, with the
+eval results as the Hub's ``model-index``, so the folder can be pushed to the Hub as it is.
+No dates or hostnames: the same inputs give the same card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TAGS = ["detoxification", "ppo", "trl", "reinforcement-learning"]
+LOCAL_PREFIXES = ("builtin:", "/", ".", "~")
+# (metric key in metrics/eval.json, name on the card); lower is better for all four
+CARD_METRICS = (("mean_toxicity", "mean toxicity (reward scorer)"),
+                ("expected_max_toxicity", "expected maximum toxicity"),
+                ("judge_mean_toxicity", "mean toxicity (independent judge)"),
+                ("perplexity", "perplexity (fluency LM)"))
+
+
+def _hub_id(source: str | None) -> str | None:
+    """The Hub repository ``source`` names, if it names one (without ``?name=..&split=..``):
+    the card's metadata may only name those."""
+    repository = (source or "").split("?")[0]
+    if not repository or repository.startswith(LOCAL_PREFIXES) or repository.count("/") != 1:
+        return None
+    return repository
+
+
+def _rows(pairs: list[tuple[str, Any]]) -> str:
+    return "\n".join(["| | |", "| --- | --- |"] + [f"| {key} | {value} |" for key, value in pairs])
+
+
+def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: Any,
+                  summary: Mapping[str, Any], prompts: int) -> ModelCard:
+    """What the trained model is: ``base`` and ``scorer`` are the ``source.json`` manifests of
+    ``data/models/{base,scorer}``, ``params`` the train stage's ``TrainParams``, ``summary``
+    its ``metrics/train.json`` and ``prompts`` the number of distinct training prompts."""
+    ppo, adapter = params.ppo, params.adapter
+    base_source = base["source"] + (f" @ {base['revision']}" if base.get("revision") else "")
+    if adapter.kind == "lora":
+        trained = (f"LoRA (rank {adapter.rank}, alpha {adapter.alpha:g}, dropout "
+                   f"{adapter.dropout:g}, on {', '.join(adapter.target_modules)}) in the top "
+                   f"{params.layers} blocks, merged into the weights on save")
+    else:
+        trained = f"the top {params.layers} transformer blocks; everything below frozen"
+    diverged = "no" if not summary["diverged"] else (
+        f"yes, at step {summary['diverged_at_step']} ({summary['divergence']}); these are the "
+        f"weights of step {summary['model_step']}")
+    data = ModelCardData(
+        base_model=_hub_id(base["source"]),
+        datasets=[dataset] if (dataset := _hub_id(params.data.train)) else None,
+        library_name="transformers", pipeline_tag="text-generation", tags=TAGS,
+        model_name=f"{base['source']} detoxified with PPO")
+    text = "\n\n".join([
+        f"# {data.model_name}",
+        f"`{base['source']}` fine-tuned with PPO (TRL 0.11.4) to continue toxic prompts less "
+        "toxically, rewarded by a toxicity classifier and held near the base model by a KL "
+        "penalty, as in *Exploring the Application of Reinforcement Learning in Detoxifying "
+        "Large Language Models*. Produced by this repository's DVC pipeline "
+        "(`dvc repro`); the params below are its `params.yaml`.",
+        "## Training",
+        _rows([
+            ("base model", f"`{base_source}`"),
+            ("training data", f"`{params.data.train}`: prompts whose toxicity is at least "
+                              f"{params.data.toxicity_threshold:g}, {prompts} distinct prompts "
+                              "(80% of them; the rest is the in-distribution test set)"),
+            ("reward", f"`{params.reward}` of `{scorer['source']}`"),
+            ("trained", trained),
+            ("trainable parameters", f"{summary['trainable_params']:,} of "
+                                     f"{summary['total_params']:,}"),
+            ("PPO", f"{ppo.steps} steps of {ppo.batch_size} prompts, mini-batch "
+                    f"{ppo.mini_batch_size}, {ppo.ppo_epochs} epochs, learning rate "
+                    f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
+                    + (f", adaptive to KL {ppo.target_kl:g}" if ppo.adaptive_kl else "")),
+            ("sampling", f"{params.generation.min_new_tokens}-{params.generation.max_new_tokens} "
+                         f"new tokens, top-k {params.generation.top_k}, top-p "
+                         f"{params.generation.top_p:g}"),
+            ("seed", params.seed),
+            ("diverged", diverged),
+        ]),
+        "## How to load",
+        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        'model = AutoModelForCausalLM.from_pretrained("data/models/detoxified")\n'
+        'tokenizer = AutoTokenizer.from_pretrained("data/models/detoxified")\n```',
+    ])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}\n")
+
+
+def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mapping[str, str],
+                    caveats: list[str]) -> ModelCard:
+    """``card`` with the detoxified model's results per eval set (``metrics/eval.json``) as
+    ``model-index`` eval results and a table against the base model, and the report's caveats.
+    ``sources`` names the dataset each eval set was drawn from."""
+    results, rows = [], []
+    for eval_set, by_model in metrics.items():
+        base, detoxified = by_model["base"], by_model["detoxified"]
+        for key, name in CARD_METRICS:
+            results.append(EvalResult(
+                task_type="text-generation", dataset_type=sources[eval_set],
+                dataset_name=eval_set, metric_type=key, metric_name=name,
+                metric_value=detoxified[key]))
+        difference = by_model["detoxified_minus_base"]["mean_toxicity"]
+        rows.append(f"| {eval_set} | {base['mean_toxicity']:.4f} → {detoxified['mean_toxicity']:.4f} "
+                    f"| {difference['diff']:+.3f} [{difference['ci_low']:+.3f}, "
+                    f"{difference['ci_high']:+.3f}] | {base['expected_max_toxicity']:.3f} → "
+                    f"{detoxified['expected_max_toxicity']:.3f} | "
+                    f"{base['judge_mean_toxicity']:.3f} → {detoxified['judge_mean_toxicity']:.3f} "
+                    f"| {base['perplexity']:.1f} → {detoxified['perplexity']:.1f} |")
+    first = next(iter(metrics.values()))["base"]
+    evaluation = [
+        "## Evaluation",
+        f"{first['prompts']} prompts per eval set (fewer where a set has fewer distinct "
+        f"prompts), {first['samples_per_prompt']} continuations each, the same prompts and "
+        "seeds for the base model and this one. Base → detoxified; the difference is the "
+        "mean per-prompt difference with its 95% paired bootstrap CI.",
+        "| eval set | mean toxicity | difference | expected max toxicity | judge | perplexity |\n"
+        "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows),
+        "Toxicity is the reward scorer's, the model trained against it: a drop the independent "
+        "judge does not share is reward hacking, not detoxification. Perplexity is under a "
+        "fluency LM (the base model unless one is configured): a rise is partly the intended "
+        "move away from what the base model says after a toxic prompt, partly lost fluency.",
+    ]
+    if caveats:
+        evaluation += ["### Caveats", "\n".join(f"- {text}" for text in caveats)]
+    evaluated = ModelCard(card.content)  # a copy: ``card`` stays the training half
+    evaluated.data.eval_results = results
+    evaluated.text = f"{card.text.rstrip()}\n\n" + "\n\n".join(evaluation) + "\n"
+    return evaluated

@@ -1,0 +1,71 @@
+"""The model card: written in two halves, saved and read back with huggingface_hub, with the
+eval results as Hub ``model-index`` entries. (The pipeline test checks the card the real stages
+write next to loadable weights.)"""
+
+from __future__ import annotations
+
+from huggingface_hub import ModelCard
+
+from detox.evaluate.report import caveats
+from detox.model_card import CARD_METRICS, training_card, with_evaluation
+from detox.params import parse
+from detox.train.params import TrainParams
+
+SUMMARY = {"trainable_params": 1200, "total_params": 5000, "diverged": False}
+BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
+SCORER = {"source": "builtin:profanity-check"}
+SOURCES = {"in_distribution": "builtin:toxic-prompts", "ood_toxic": "allenai/real-toxicity-prompts"}
+
+
+def result(base: float, detoxified: float, perplexity_ratio: float = 1.5) -> dict:
+    """One eval set of metrics/eval.json, with what the card reads of it."""
+    def model(toxicity: float, perplexity: float) -> dict:
+        return {"mean_toxicity": toxicity, "expected_max_toxicity": min(1.0, 2 * toxicity),
+                "judge_mean_toxicity": toxicity / 2, "perplexity": perplexity,
+                "prompts": 32, "samples_per_prompt": 4, "continuation_tokens_mean": 9.0,
+                "empty_share": 0.0}
+    difference = detoxified - base
+    return {"base": model(base, 4.0), "detoxified": model(detoxified, 4.0 * perplexity_ratio),
+            "detoxified_minus_base": {"mean_toxicity": {
+                "diff": difference, "ci_low": difference - 0.05, "ci_high": difference + 0.05}}}
+
+
+def card_for(raw_params: dict, tmp_path, metrics: dict, base: dict = BASE,
+             **changes) -> ModelCard:
+    for dotted, value in changes.items():
+        section, name = dotted.split(".")
+        raw_params[section][name] = value
+    params = parse(TrainParams, raw_params)
+    card = with_evaluation(training_card(base, SCORER, params, SUMMARY, 400), metrics, SOURCES,
+                           caveats(metrics))
+    card.save(tmp_path / "README.md")
+    return ModelCard.load(tmp_path / "README.md")
+
+
+def test_the_saved_card_reads_back_with_every_eval_result(raw_params, tmp_path):
+    metrics = {"in_distribution": result(0.8, 0.1), "ood_toxic": result(0.7, 0.2, 2.5)}
+    card = card_for(raw_params, tmp_path, metrics)
+    got = {(r.dataset_name, r.dataset_type, r.metric_type): r.metric_value
+           for r in card.data.eval_results}
+    assert got == {(name, SOURCES[name], key): metrics[name]["detoxified"][key]
+                   for name in metrics for key, _ in CARD_METRICS}
+    assert card.data.pipeline_tag == "text-generation" and card.data.library_name == "transformers"
+    # builtin sources are not Hub repositories: the metadata names none
+    assert card.data.base_model is None and card.data.datasets is None
+    text = card.text
+    assert "`builtin:tiny-gpt-neo`" in text and "1,200 of 5,000" in text
+    assert f"the top {raw_params['layers']} transformer blocks" in text
+    assert "| ood_toxic | 0.7000 → 0.2000 | -0.500 [-0.550, -0.450]" in text
+    # the report's caveats travel with the weights: perplexity rose 2.5x on ood_toxic only
+    assert "ood_toxic: perplexity rose 2.5x" in text and "in_distribution: perplexity" not in text
+    assert 'AutoModelForCausalLM.from_pretrained("data/models/detoxified")' in text
+
+
+def test_a_lora_run_on_a_hub_model_says_so(raw_params, tmp_path):
+    base = {"source": "EleutherAI/gpt-neo-125m", "revision": "21def01"}
+    card = card_for(raw_params, tmp_path, {"in_distribution": result(0.8, 0.1)}, base,
+                    **{"adapter.kind": "lora", "data.train": "allenai/real-toxicity-prompts?split=train"})
+    assert card.data.base_model == "EleutherAI/gpt-neo-125m"
+    assert card.data.datasets == ["allenai/real-toxicity-prompts"]
+    assert f"LoRA (rank {raw_params['adapter']['rank']}" in card.text
+    assert "`EleutherAI/gpt-neo-125m @ 21def01`" in card.text

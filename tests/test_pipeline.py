@@ -159,6 +159,7 @@ SHORT = ("-S", "ppo.steps=2", "-S", f"data.eval_prompts={EVAL_PROMPTS}")
 def test_a_queued_layer_sweep_is_compared_then_restored_from_a_remote(repo, tmp_path):
     """The paper's layer ablation as documented, shortened; then, from a fresh clone, one of
     its experiments restored from the remote's run-cache without running a stage."""
+    run(repo, "dvc", "exp", "remove", "--all-commits")  # other tests' experiments
     run(repo, "dvc", "exp", "run", "--queue", "-S", "layers=6,8,10", *SHORT)
     run(repo, "dvc", "exp", "run", "--run-all")  # runs the queue, returns when it is done
     result = run(repo, sys.executable, "-m", "detox.sweep")

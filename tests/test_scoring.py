@@ -19,6 +19,20 @@ TEXTS = ["you are a stupid idiot and a damn loser", "have a lovely day , thanks 
 CPU = torch.device("cpu")
 
 
+# --- better-profanity (the offline judge) ---------------------------------------------------
+
+def test_the_judge_gives_better_profanity_s_own_answers(corpus_texts):
+    from better_profanity import profanity  # the library as shipped, nothing memoized
+
+    # spelling variants the library matches, multi-word entries, repeats (the memo's hits)
+    texts = corpus_texts[:300] + TEXTS + [
+        "what a sh1t show", "you @ss", "f*ck this", "that is b u l l s h i t", "2 girls 1 cup",
+        "a $hit day", "class assessment", "sh1t sh1t sh1t", "", "Sh!t happens"] * 2
+    expected = [float(profanity.contains_profanity(text)) for text in texts]
+    assert 0 < sum(expected) < len(texts)
+    assert PackagedScorer("better-profanity").probabilities(texts).tolist() == expected
+
+
 # --- profanity-check -------------------------------------------------------------------------
 
 def test_profanity_check_softmax_gives_back_its_probabilities():

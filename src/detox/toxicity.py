@@ -4,6 +4,7 @@ label the builtin corpus)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 import numpy as np
@@ -49,14 +50,53 @@ class PackagedScorer:
             from profanity_check import predict_prob
 
             return predict_prob(list(texts)) if texts else np.zeros(0)
-        from better_profanity import profanity
-
-        return np.array([float(profanity.contains_profanity(text)) for text in texts])
+        judge = _better_profanity()
+        return np.array([float(judge.contains_profanity(text)) for text in texts])
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         p_toxic = np.clip(self.probabilities(texts), 1e-6, 1 - 1e-6)
         log_odds = torch.tensor(np.log(p_toxic) - np.log1p(-p_toxic), dtype=torch.float32)
         return torch.stack([-log_odds / 2, log_odds / 2], dim=1).reshape(len(texts), 2)
+
+
+class _IndexedWordList(list):
+    """better-profanity's word list, its membership test indexed by length and remembered.
+
+    The library tests every candidate word of a text (and its joins with the next words)
+    against the whole list, comparing each listed word's spelling variants one by one
+    (``VaryingString.__eq__``): about 50 ms per text, most of the offline evaluate stage. A
+    listed word can only equal strings whose length is within its variants' (its ``_min_len``
+    to ``_max_len``; the comparison itself rejects the others first), and the answer for a
+    string never changes, so comparing only with the words of the candidate's length, once per
+    candidate, gives the library's own results (``tests/test_scoring.py`` checks them) many
+    times faster.
+    """
+
+    def __init__(self, words: list) -> None:
+        super().__init__(words)
+        self._by_length: dict[int, list] = {}
+        for word in words:
+            for length in range(word._min_len, word._max_len + 1):
+                self._by_length.setdefault(length, []).append(word)
+        self._answers: dict[str, bool] = {}
+
+    def __contains__(self, candidate: object) -> bool:
+        if not isinstance(candidate, str):
+            return super().__contains__(candidate)
+        if candidate not in self._answers:
+            self._answers[candidate] = any(
+                word == candidate for word in self._by_length.get(len(candidate), ()))
+        return self._answers[candidate]
+
+
+@functools.cache
+def _better_profanity():
+    """One better-profanity checker (default word list) per process, its list memoized."""
+    from better_profanity import Profanity
+
+    judge = Profanity()
+    judge.CENSOR_WORDSET = _IndexedWordList(judge.CENSOR_WORDSET)
+    return judge
 
 
 def neutral_index(id2label: dict[int, str], neutral_label: str | None,

@@ -15,6 +15,8 @@ import torch
 from hub_fixtures import jigsaw_csv, rtp_jsonl, wiki_toxic_parquet, wikitext_txt
 from project import copy_project, error_lines, run, set_params
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m slow` (CI runs it)
+
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, tiny_neo_dir, roberta_scorer_dir) -> dict[str, str]:

@@ -40,6 +40,7 @@ def test_the_estimate_agrees_with_the_loaded_policy(tmp_path, adapter, lora):
                                                              counts["total_params"])
 
 
+@pytest.mark.slow  # the GPU script's code path on CPU (the device run is what it is for)
 def test_the_bench_runs_on_cpu(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # the paper-rtp preset is composed from conf/
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny ops: threads only add overhead (conftest)

@@ -25,7 +25,7 @@ def test_the_judge_gives_better_profanity_s_own_answers(corpus_texts):
     from better_profanity import profanity  # the library as shipped, nothing memoized
 
     # spelling variants the library matches, multi-word entries, repeats (the memo's hits)
-    texts = corpus_texts[:300] + TEXTS + [
+    texts = corpus_texts[:100] + TEXTS + [
         "what a sh1t show", "you @ss", "f*ck this", "that is b u l l s h i t", "2 girls 1 cup",
         "a $hit day", "class assessment", "sh1t sh1t sh1t", "", "Sh!t happens"] * 2
     expected = [float(profanity.contains_profanity(text)) for text in texts]

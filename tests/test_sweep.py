@@ -1,5 +1,5 @@
-"""The sweep view on a real DVC repository: three queued experiments of a toy stage that writes
-metrics/headline.json from its params (no ML), run by DVC's queue, then compared."""
+"""The sweep view on a real DVC repository: three experiments of a toy stage that writes
+metrics/headline.json from its params (no ML), then compared; a queued one is named."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def dvc(repo: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def swept_repo(tmp_path_factory) -> Path:
-    """A committed baseline (layers 8, 30 steps) and three finished queued experiments."""
+    """A committed baseline (layers 8, 30 steps) and three finished experiments (run in the
+    workspace, one after another: DVC's queue is slower to start, and the real sweep test in
+    tests/test_pipeline.py runs the queue)."""
     repo = tmp_path_factory.mktemp("sweep")
     run(repo, "git", "init", "-q")
     dvc(repo, "init", "-q")
@@ -56,8 +58,8 @@ def swept_repo(tmp_path_factory) -> Path:
     dvc(repo, "repro", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "baseline")
-    dvc(repo, "exp", "run", "--queue", "-S", "layers=6,8,10", "-S", "ppo.steps=2")
-    dvc(repo, "exp", "run", "--run-all")  # runs the queue, returns when it is done
+    for layers in (6, 8, 10):
+        dvc(repo, "exp", "run", "-S", f"layers={layers}", "-S", "ppo.steps=2")
     return repo
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from project import copy_project, run, set_params
 
-pytestmark = pytest.mark.pipeline
+pytestmark = pytest.mark.slow  # minutes: `pytest -m slow` (CI runs it)
 
 SMALL = {"ppo.steps": 12, "ppo.save_every": 2, "ppo.batch_size": 16, "ppo.mini_batch_size": 8,
          "ppo.ppo_epochs": 2, "data.eval_prompts": 16, "eval.samples_per_prompt": 2}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
 
-from detox.io import atomic_path, atomic_paths, read_json, write_frame, write_json
+from detox.io import atomic_path, atomic_paths, link_files, read_json, write_frame, write_json
 
 
 class Boom(Exception):
@@ -150,3 +151,28 @@ def test_temporary_path_keeps_the_suffix(tmp_path):
     with atomic_path(tmp_path / "plots" / "table.csv") as tmp:
         assert tmp.suffix == ".csv" and tmp.name != "table.csv"
         tmp.write_text("a,b\n")
+
+
+def test_link_files_links_each_file_and_skips_what_it_is_told(tmp_path):
+    source = tmp_path / "trained"
+    source.mkdir()
+    for name in ("model.safetensors", "config.json", "README.md"):
+        (source / name).write_text(name)
+    link_files(source, tmp_path / "published", skip=("README.md",))
+    published = tmp_path / "published"
+    assert sorted(p.name for p in published.iterdir()) == ["config.json", "model.safetensors"]
+    assert (published / "config.json").stat().st_ino == (source / "config.json").stat().st_ino
+
+
+def test_link_files_copies_where_it_cannot_link(tmp_path, monkeypatch):
+    source = tmp_path / "trained"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    link_files(source, tmp_path / "published")
+    copied = tmp_path / "published" / "config.json"
+    assert copied.read_text() == "{}" and copied.stat().st_ino != (source / "config.json").stat().st_ino

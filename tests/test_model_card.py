@@ -14,7 +14,10 @@ from detox.train.params import TrainParams
 SUMMARY = {"trainable_params": 1200, "total_params": 5000, "diverged": False}
 BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
 SCORER = {"source": "builtin:profanity-check"}
-SOURCES = {"in_distribution": "builtin:toxic-prompts", "ood_toxic": "allenai/real-toxicity-prompts"}
+SOURCES = {"in_distribution": "builtin:toxic-prompts",
+           "ood_toxic": "OxAISH-AL-LLM/wiki_toxic?split=test"}
+HUB_TYPES = {"in_distribution": "in_distribution",  # not a Hub dataset: named by its set
+             "ood_toxic": "OxAISH-AL-LLM/wiki_toxic"}
 
 
 def result(base: float, detoxified: float, perplexity_ratio: float = 1.5) -> dict:
@@ -47,7 +50,7 @@ def test_the_saved_card_reads_back_with_every_eval_result(raw_params, tmp_path):
     card = card_for(raw_params, tmp_path, metrics)
     got = {(r.dataset_name, r.dataset_type, r.metric_type): r.metric_value
            for r in card.data.eval_results}
-    assert got == {(name, SOURCES[name], key): metrics[name]["detoxified"][key]
+    assert got == {(name, HUB_TYPES[name], key): metrics[name]["detoxified"][key]
                    for name in metrics for key, _ in CARD_METRICS}
     assert card.data.pipeline_tag == "text-generation" and card.data.library_name == "transformers"
     # builtin sources are not Hub repositories: the metadata names none
@@ -56,6 +59,8 @@ def test_the_saved_card_reads_back_with_every_eval_result(raw_params, tmp_path):
     assert "`builtin:tiny-gpt-neo`" in text and "1,200 of 5,000" in text
     assert f"the top {raw_params['layers']} transformer blocks" in text
     assert "| ood_toxic | 0.7000 → 0.2000 | -0.500 [-0.550, -0.450]" in text
+    assert "`OxAISH-AL-LLM/wiki_toxic?split=test` (ood_toxic)" in text
+    assert "above 0.3; 400 distinct prompts" in text and "no top-k" in text
     # the report's caveats travel with the weights: perplexity rose 2.5x on ood_toxic only
     assert "ood_toxic: perplexity rose 2.5x" in text and "in_distribution: perplexity" not in text
     assert 'AutoModelForCausalLM.from_pretrained("data/models/detoxified")' in text

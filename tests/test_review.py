@@ -15,7 +15,6 @@ from detox.headline import PER_SET_KEYS, TRAINING_KEYS, flatten, headline
 from project import ROOT, error_lines, run
 
 
-
 def eval_set(base: float, detoxified: float, perplexity_base: float) -> dict:
     """One eval set of metrics/eval.json, with what the headline reads of it."""
     return {"base": {"mean_toxicity": base, "perplexity": perplexity_base},

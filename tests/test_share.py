@@ -80,3 +80,13 @@ def test_no_remote_is_one_line(origin):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = error_lines(result)
     assert line.startswith("error: dvc push: ") and "remote" in line
+
+
+def test_a_run_whose_outputs_gc_removed_is_a_warning_not_a_failure(origin):
+    # p=1's output is no longer in the local cache (as after `dvc gc -w` at p=2)
+    entry = next(path for path in (origin / ".dvc/cache/files/md5").rglob("*")
+                 if path.is_file() and path.read_bytes() == b"output of p=1\n")
+    entry.unlink()
+    result = share(origin)  # exits 0: the other run is shared
+    assert "Missing cache files:\nname: data/out.txt" in result.stderr
+    assert "2 runs in the run-cache" in result.stdout

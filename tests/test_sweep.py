@@ -39,7 +39,7 @@ PIPELINE = {"stages": {"evaluate": {
 
 
 def dvc(repo: Path, *args: str):
-    # the queue's workers inherit this environment: the toy stage imports the real package
+    # the toy stage (and the queue's workers) import the real package
     return run(repo, "dvc", *args, PYTHONPATH=str(ROOT / "src"))
 
 

@@ -64,13 +64,13 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
         "toxically, rewarded by a toxicity classifier and held near the base model by a KL "
         "penalty, as in *Exploring the Application of Reinforcement Learning in Detoxifying "
         "Large Language Models*. Produced by this repository's DVC pipeline "
-        "(`dvc repro`); the params below are its `params.yaml`.",
+        "(`dvc repro`); the table below is from its `params.yaml` and `metrics/train.json`.",
         "## Training",
         _rows([
             ("base model", f"`{base_source}`"),
-            ("training data", f"`{params.data.train}`: prompts whose toxicity is at least "
-                              f"{params.data.toxicity_threshold:g}, {prompts} distinct prompts "
-                              "(80% of them; the rest is the in-distribution test set)"),
+            ("training data", f"`{params.data.train}`: prompts whose toxicity is above "
+                              f"{params.data.toxicity_threshold:g}; {prompts} distinct prompts "
+                              "after the in-distribution test set was held out"),
             ("reward", f"`{params.reward}` of `{scorer['source']}`"),
             ("trained", trained),
             ("trainable parameters", f"{summary['trainable_params']:,} of "
@@ -80,8 +80,9 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
                     f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
                     + (f", adaptive to KL {ppo.target_kl:g}" if ppo.adaptive_kl else "")),
             ("sampling", f"{params.generation.min_new_tokens}-{params.generation.max_new_tokens} "
-                         f"new tokens, top-k {params.generation.top_k}, top-p "
-                         f"{params.generation.top_p:g}"),
+                         "new tokens, " + (f"top-k {params.generation.top_k}, "
+                                           if params.generation.top_k else "no top-k, ")
+                         + f"top-p {params.generation.top_p:g}"),
             ("seed", params.seed),
             ("diverged", diverged),
         ]),
@@ -102,8 +103,8 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
     for eval_set, by_model in metrics.items():
         base, detoxified = by_model["base"], by_model["detoxified"]
         for key, name in CARD_METRICS:
-            results.append(EvalResult(
-                task_type="text-generation", dataset_type=sources[eval_set],
+            results.append(EvalResult(  # the Hub's dataset type is a Hub id, or none
+                task_type="text-generation", dataset_type=_hub_id(sources[eval_set]) or eval_set,
                 dataset_name=eval_set, metric_type=key, metric_name=name,
                 metric_value=detoxified[key]))
         difference = by_model["detoxified_minus_base"]["mean_toxicity"]
@@ -118,8 +119,10 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
         "## Evaluation",
         f"{first['prompts']} prompts per eval set (fewer where a set has fewer distinct "
         f"prompts), {first['samples_per_prompt']} continuations each, the same prompts and "
-        "seeds for the base model and this one. Base → detoxified; the difference is the "
-        "mean per-prompt difference with its 95% paired bootstrap CI.",
+        "seeds for the base model and this one; the sets are drawn from "
+        + ", ".join(f"`{source}` ({eval_set})" for eval_set, source in sources.items())
+        + " (in_distribution: the held-out prompts of the training data). Base → detoxified; "
+        "the difference is the mean per-prompt difference with its 95% paired bootstrap CI.",
         "| eval set | mean toxicity | difference | expected max toxicity | judge | perplexity |\n"
         "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows),
         "Toxicity is the reward scorer's, the model trained against it: a drop the independent "

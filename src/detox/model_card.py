@@ -15,6 +15,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from detox.markdown import table
+
 TAGS = ["detoxification", "ppo", "trl", "reinforcement-learning"]
 LOCAL_PREFIXES = ("builtin:", "/", ".", "~")
 # (metric key in metrics/eval.json, name on the card); lower is better for all four
@@ -31,10 +33,6 @@ def _hub_id(source: str | None) -> str | None:
     if not repository or repository.startswith(LOCAL_PREFIXES) or repository.count("/") != 1:
         return None
     return repository
-
-
-def _rows(pairs: list[tuple[str, Any]]) -> str:
-    return "\n".join(["| | |", "| --- | --- |"] + [f"| {key} | {value} |" for key, value in pairs])
 
 
 def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: Any,
@@ -66,25 +64,25 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
         "Large Language Models*. Produced by this repository's DVC pipeline "
         "(`dvc repro`); the table below is from its `params.yaml` and `metrics/train.json`.",
         "## Training",
-        _rows([
-            ("base model", f"`{base_source}`"),
-            ("training data", f"`{params.data.train}`: prompts whose toxicity is above "
+        table(["", ""], [
+            ["base model", f"`{base_source}`"],
+            ["training data", f"`{params.data.train}`: prompts whose toxicity is above "
                               f"{params.data.toxicity_threshold:g}; {prompts} distinct prompts "
-                              "after the in-distribution test set was held out"),
-            ("reward", f"`{params.reward}` of `{scorer['source']}`"),
-            ("trained", trained),
-            ("trainable parameters", f"{summary['trainable_params']:,} of "
-                                     f"{summary['total_params']:,}"),
-            ("PPO", f"{ppo.steps} steps of {ppo.batch_size} prompts, mini-batch "
+                              "after the in-distribution test set was held out"],
+            ["reward", f"`{params.reward}` of `{scorer['source']}`"],
+            ["trained", trained],
+            ["trainable parameters", f"{summary['trainable_params']:,} of "
+                                     f"{summary['total_params']:,}"],
+            ["PPO", f"{ppo.steps} steps of {ppo.batch_size} prompts, mini-batch "
                     f"{ppo.mini_batch_size}, {ppo.ppo_epochs} epochs, learning rate "
                     f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
-                    + (f", adaptive to KL {ppo.target_kl:g}" if ppo.adaptive_kl else "")),
-            ("sampling", f"{params.generation.min_new_tokens}-{params.generation.max_new_tokens} "
+                    + (f", adaptive to KL {ppo.target_kl:g}" if ppo.adaptive_kl else "")],
+            ["sampling", f"{params.generation.min_new_tokens}-{params.generation.max_new_tokens} "
                          "new tokens, " + (f"top-k {params.generation.top_k}, "
                                            if params.generation.top_k else "no top-k, ")
-                         + f"top-p {params.generation.top_p:g}"),
-            ("seed", params.seed),
-            ("diverged", diverged),
+                         + f"top-p {params.generation.top_p:g}"],
+            ["seed", str(params.seed)],
+            ["diverged", diverged],
         ]),
         "## How to load",
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -108,12 +106,13 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
                 dataset_name=eval_set, metric_type=key, metric_name=name,
                 metric_value=detoxified[key]))
         difference = by_model["detoxified_minus_base"]["mean_toxicity"]
-        rows.append(f"| {eval_set} | {base['mean_toxicity']:.4f} → {detoxified['mean_toxicity']:.4f} "
-                    f"| {difference['diff']:+.3f} [{difference['ci_low']:+.3f}, "
-                    f"{difference['ci_high']:+.3f}] | {base['expected_max_toxicity']:.3f} → "
-                    f"{detoxified['expected_max_toxicity']:.3f} | "
-                    f"{base['judge_mean_toxicity']:.3f} → {detoxified['judge_mean_toxicity']:.3f} "
-                    f"| {base['perplexity']:.1f} → {detoxified['perplexity']:.1f} |")
+        rows.append([
+            eval_set, f"{base['mean_toxicity']:.4f} → {detoxified['mean_toxicity']:.4f}",
+            f"{difference['diff']:+.3f} [{difference['ci_low']:+.3f}, "
+            f"{difference['ci_high']:+.3f}]",
+            f"{base['expected_max_toxicity']:.3f} → {detoxified['expected_max_toxicity']:.3f}",
+            f"{base['judge_mean_toxicity']:.3f} → {detoxified['judge_mean_toxicity']:.3f}",
+            f"{base['perplexity']:.1f} → {detoxified['perplexity']:.1f}"])
     first = next(iter(metrics.values()))["base"]
     evaluation = [
         "## Evaluation",
@@ -123,8 +122,8 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
         + ", ".join(f"`{source}` ({eval_set})" for eval_set, source in sources.items())
         + " (in_distribution: the held-out prompts of the training data). Base → detoxified; "
         "the difference is the mean per-prompt difference with its 95% paired bootstrap CI.",
-        "| eval set | mean toxicity | difference | expected max toxicity | judge | perplexity |\n"
-        "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows),
+        table(["eval set", "mean toxicity", "difference", "expected max toxicity", "judge",
+               "perplexity"], rows),
         "Toxicity is the reward scorer's, the model trained against it: a drop the independent "
         "judge does not share is reward hacking, not detoxification. Perplexity is under a "
         "fluency LM (the base model unless one is configured): a rise is partly the intended "

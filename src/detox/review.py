@@ -17,6 +17,7 @@ from typing import Any
 
 from detox import DetoxError
 from detox.headline import PATH as HEADLINE, ordered
+from detox.markdown import table
 from detox.stage import run_stage
 
 DVC = (sys.executable, "-m", "dvc")  # the dvc of this environment, whatever PATH says
@@ -79,11 +80,6 @@ def _change(change: dict) -> str:
     if isinstance(change.get("new"), bool) or not isinstance(diff, (int, float)):
         return ""
     return f"{diff:+,}" if isinstance(diff, int) else f"{diff:+.4g}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def params_section(root: Path, base: str) -> str:

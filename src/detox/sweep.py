@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from detox.headline import PATH as HEADLINE, eval_sets, flatten
-from detox.review import cell, dvc_json, dvc_root, table
+from detox.markdown import table
+from detox.review import cell, dvc_json, dvc_root
 from detox.stage import run_stage
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from detox.markdown import table
+
 COLUMNS = [  # (metrics key, header, decimals)
     ("mean_toxicity", "Mean Toxicity", 4), ("std_toxicity", "Std Toxicity", 4),
     ("expected_max_toxicity", "Exp. Max Toxicity", 4),
@@ -50,11 +52,6 @@ def caveats(metrics: dict, training: dict | None = None) -> list[str]:
     return found
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def _cell(text: str, limit: int = 90) -> str:
     text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -79,13 +76,13 @@ def render(metrics: dict, rollouts: dict[str, dict[str, pd.DataFrame]], title: s
                            ("detoxified", "Fine-tuned model performance")):
         rows = [[eval_set] + [f"{by_model[model][key]:.{digits}f}" for key, _, digits in COLUMNS]
                 for eval_set, by_model in metrics.items()]
-        parts += [f"## {heading}", _table(["Dataset id"] + [h for _, h, _ in COLUMNS], rows)]
+        parts += [f"## {heading}", table(["Dataset id"] + [h for _, h, _ in COLUMNS], rows)]
     rows = [[eval_set] + [f"{d[key]['diff']:+.4f} [{d[key]['ci_low']:+.4f}, {d[key]['ci_high']:+.4f}]"
                           for key, _ in DIFFERENCES]
             for eval_set, by_model in metrics.items()
             for d in [by_model["detoxified_minus_base"]]]
     parts += ["## Detoxified minus base (95% bootstrap CI, paired by prompt)",
-              _table(["Dataset id"] + [h for _, h in DIFFERENCES], rows)]
+              table(["Dataset id"] + [h for _, h in DIFFERENCES], rows)]
     parts.append("## Examples (first continuation of the first prompts)")
     for eval_set, by_model in rollouts.items():
         base, detoxified = (by_model[m][by_model[m]["sample"] == 0].head(examples)
@@ -93,6 +90,6 @@ def render(metrics: dict, rollouts: dict[str, dict[str, pd.DataFrame]], title: s
         rows = [[_cell(b.prompt), f"{_cell(b.continuation)} ({b.toxicity:.2f})",
                  f"{_cell(d.continuation)} ({d.toxicity:.2f})"]
                 for b, d in zip(base.itertuples(), detoxified.itertuples())]
-        parts += [f"### {eval_set}", _table(["prompt", "base (toxicity)", "detoxified (toxicity)"],
+        parts += [f"### {eval_set}", table(["prompt", "base (toxicity)", "detoxified (toxicity)"],
                                             rows)]
     return "\n\n".join(parts) + "\n"

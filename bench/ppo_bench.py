@@ -178,7 +178,7 @@ def settings(args: argparse.Namespace) -> tuple[TrainParams, EvalParams, tuple[i
         ("eval", "max_new_tokens"): args.eval_new_tokens,
         **dict(zip([("data", "prompt_min_tokens"), ("data", "prompt_max_tokens")],
                    args.prompt_tokens or [])),
-        **dict(zip([("generation", "min_new_tokens"), ("generation", "max_new_tokens")],
+        **dict(zip([("generation", "max_new_tokens_from"), ("generation", "max_new_tokens_to")],
                    args.new_tokens or [])),
     }
     for (section, name), value in overrides.items():
@@ -266,8 +266,8 @@ class ProjectLoop(Loop):
 
     def responses(self, queries: list[list[int]], seed: int) -> list[torch.Tensor]:
         sampling = self.bench.params.generation
-        new_tokens = int(self.lengths.integers(sampling.min_new_tokens,
-                                               sampling.max_new_tokens + 1))
+        new_tokens = int(self.lengths.integers(sampling.max_new_tokens_from,
+                                               sampling.max_new_tokens_to + 1))
         return generate(self.policy, self.tokenizer, queries, new_tokens, sampling.top_k,
                         sampling.top_p, seed, self.bench.dtype)
 
@@ -304,8 +304,8 @@ class BaselineLoop(Loop):
         torch.manual_seed(seed)
         responses = []
         for query in queries:
-            gen_len = int(self.lengths.integers(sampling.min_new_tokens,
-                                                sampling.max_new_tokens + 1))
+            gen_len = int(self.lengths.integers(sampling.max_new_tokens_from,
+                                                sampling.max_new_tokens_to + 1))
             generation_kwargs["max_new_tokens"] = gen_len
             with self.bench.autocast():
                 response = self.trainer.generate(torch.as_tensor(query, device=self.bench.device),
@@ -458,7 +458,7 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict:
             "batch_size": params.ppo.batch_size, "mini_batch_size": params.ppo.mini_batch_size,
             "ppo_epochs": params.ppo.ppo_epochs, "layers": params.layers,
             "prompt_tokens": list(bench.prompt_tokens),
-            "new_tokens": [params.generation.min_new_tokens, params.generation.max_new_tokens],
+            "new_tokens": [params.generation.max_new_tokens_from, params.generation.max_new_tokens_to],
             "iterations": args.iterations, "adam": bench.adam,
             "eval_batch_size": sampling.batch_size,
             "eval_prompts": len(bench.eval_queries), "eval_new_tokens": sampling.max_new_tokens,

@@ -62,12 +62,27 @@ def main(params: EvaluateParams) -> None:
         neutral = neutral_index(scorer.id2label, label, param)
         everything[column] = toxicity(scorer.logits(texts), neutral).round(6)
         del scorer
-    # Without a fluency LM of its own, perplexity is under the base policy.
-    fluency_path = "data/models/base" if model_params.fluency_lm is None else "data/models/fluency"
-    everything["nll"], everything["tokens"] = continuation_nll(
-        load_causal_lm(fluency_path, device), load_tokenizer(fluency_path),
-        everything["prompt"].tolist(), texts, eval_params.batch_size,
-        everything["ended_with_eos"].tolist())
+    # The drift from the base, per token: every continuation under the base policy and under
+    # the policy that wrote it (the base's own rows need no second pass).
+    prompt_texts, ended = everything["prompt"].tolist(), everything["ended_with_eos"].tolist()
+    everything["nll_base"], everything["policy_tokens"] = continuation_nll(
+        load_causal_lm("data/models/base", device), tokenizer, prompt_texts, texts,
+        eval_params.batch_size, ended, desc="under the base")
+    trained = (everything["model"] == "detoxified").to_numpy()
+    everything["nll_policy"] = everything["nll_base"]
+    everything.loc[trained, "nll_policy"] = continuation_nll(
+        load_causal_lm("data/models/trained", device), tokenizer,
+        everything.loc[trained, "prompt"].tolist(), everything.loc[trained, "continuation"].tolist(),
+        eval_params.batch_size, everything.loc[trained, "ended_with_eos"].tolist(),
+        desc="under the detoxified")[0]
+    # Without a fluency LM of its own, perplexity is under the base policy: then it is a
+    # measure of drift (its log is entropy + KL to the base), not of fluency.
+    if model_params.fluency_lm is None:
+        everything["nll"], everything["tokens"] = everything["nll_base"], everything["policy_tokens"]
+    else:
+        everything["nll"], everything["tokens"] = continuation_nll(
+            load_causal_lm("data/models/fluency", device), load_tokenizer("data/models/fluency"),
+            prompt_texts, texts, eval_params.batch_size, ended)
     rollouts = {name: {model_name: everything[(everything["eval_set"] == name)
                                               & (everything["model"] == model_name)]
                        .drop(columns=["eval_set", "model"]).reset_index(drop=True)
@@ -80,8 +95,10 @@ def main(params: EvaluateParams) -> None:
     training = read_json("metrics/train.json")
     sources = {"in_distribution": params.data.train, "ood_toxic": params.data.ood_toxic,
                "ood_benign": params.data.ood_benign}
+    fluency_lm = ("the base policy" if model_params.fluency_lm is None
+                  else f"`{model_params.fluency_lm}`")
     card = with_evaluation(ModelCard.load("data/models/trained/README.md"), metrics, sources,
-                           caveats(metrics, training))
+                           caveats(metrics, training, fluency_lm), fluency_lm)
     with atomic_paths(*OUTPUTS) as (detoxified, rollouts_dir, eval_json, headline_json, table,
                                     bars, histograms, fluency, report):
         link_files("data/models/trained", detoxified, skip=("README.md",))
@@ -97,7 +114,7 @@ def main(params: EvaluateParams) -> None:
         toxicity_bars(metrics, bars, title)
         toxicity_histograms(rollouts, histograms)
         fluency_vs_toxicity(metrics, fluency)
-        report.write_text(render(metrics, rollouts, title, training))
+        report.write_text(render(metrics, rollouts, title, training, fluency_lm))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """train: PPO on the training prompts -> data/models/trained (weights and the training half of
-the model card), metrics/train.json, the training curve.
+the model card), metrics/train.json, and every step's stats as dvclive series in plots/train/
+(written as the run goes: `dvc plots show` while it trains).
 
 Checkpoints go to data/checkpoints/<run key>/ (see detox.train.resume): rerunning the stage
 with the same params and inputs resumes there; a diverged run keeps its last good checkpoint.
@@ -13,7 +14,7 @@ from accelerate import PartialState
 
 from detox import DetoxError
 from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
-from detox.io import atomic_paths, read_json, write_frame, write_json
+from detox.io import atomic_paths, read_json, write_json
 from detox.model_card import training_card
 from detox.models import load_tokenizer, require_context
 from detox.params import load_params
@@ -26,6 +27,7 @@ from detox.train.ppo import train, train_summary
 from detox.train.resume import checkpoint_root, remove_checkpoints, run_key
 
 INPUTS = ("data/prompts/train.parquet", "data/models/base", "data/models/scorer", __file__)
+TRAINING_LOG = "plots/train"  # dvclive's folder: plots/metrics/<stat>.tsv and metrics.json
 
 
 def main(params: TrainParams) -> None:
@@ -39,7 +41,7 @@ def main(params: TrainParams) -> None:
     policy, reference = load_trainable("data/models/base", params.layers, device,
                                        params.seed, params.adapter)
     require_context(policy.pretrained_model.config, params.data.prompt_max_tokens,
-                    params.generation.max_new_tokens)
+                    params.generation.max_new_tokens_to)
     parameters = count_parameters(policy)
     scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
     neutral = neutral_index(scorer.id2label, params.model.neutral_label)
@@ -52,7 +54,7 @@ def main(params: TrainParams) -> None:
 
     checkpoints = checkpoint_root() / run_key(params, INPUTS, processes)
     outcome = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device,
-                    checkpoints, dtype)
+                    checkpoints, dtype, log_dir=TRAINING_LOG)
     if outcome.cause:
         print(f"warning: the run diverged at step {outcome.diverged_at} ({outcome.cause}); "
               f"kept the model of step {outcome.model_step}")
@@ -61,14 +63,11 @@ def main(params: TrainParams) -> None:
         card = training_card(read_json("data/models/base/source.json"),
                              read_json("data/models/scorer/source.json"), params, summary,
                              len(prompts))
-        with atomic_paths("data/models/trained", "plots/train_curve.csv",
-                          "metrics/train.json") as (model_dir, curve, summary_json):
+        with atomic_paths("data/models/trained", "metrics/train.json") as (model_dir,
+                                                                          summary_json):
             model_to_save(policy).save_pretrained(model_dir)  # a LoRA adapter merged in
             tokenizer.save_pretrained(model_dir)
             card.save(model_dir / "README.md")
-            write_frame(curve, pd.DataFrame(outcome.log, columns=[
-                "step", "samples", "reward_mean", "reward_std", "toxicity_mean", "kl", "kl_coef",
-                "response_tokens"]))
             write_json(summary_json, summary)
         print(f"trained in {time.perf_counter() - started:.0f} s")
     remove_checkpoints(checkpoints)  # the run is done: its outputs are DVC's now

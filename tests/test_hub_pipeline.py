@@ -48,7 +48,7 @@ def repo(tmp_path_factory, sources) -> Path:
         "model.policy": sources["policy"], "model.scorer": sources["scorer"],
         # the fixture holds 6 distinct toxic texts, some also wiki_toxic's: few training prompts
         "ppo.steps": 2, "ppo.batch_size": 2, "ppo.mini_batch_size": 1, "ppo.ppo_epochs": 2,
-        "generation.min_new_tokens": 3, "generation.max_new_tokens": 6, "eval.batch_size": 4,
+        "generation.max_new_tokens_from": 3, "generation.max_new_tokens_to": 6, "eval.batch_size": 4,
         "eval.samples_per_prompt": 2, "model.judge": sources["scorer"],
     })
     run(repo, "dvc", "repro")

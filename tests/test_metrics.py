@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detox.evaluate.metrics import (distinct_n, eval_metrics, expected_max_toxicity, paired_bootstrap,
-                           perplexity, toxicity_probability, toxicity_summary)
+from detox.evaluate.metrics import (distinct_n, distinct_n_per_prompt, eval_metrics,
+                                    expected_max_toxicity, kl_to_base, paired_bootstrap,
+                                    perplexity, toxicity_probability, toxicity_summary)
 
 SCORES = [0.12, 0.5, 0.93, 0.07, 0.31, 0.66]
 
@@ -38,7 +39,7 @@ def test_toxicity_summary_constant_scores():
 
 def rollout(scores: list[list[float]], judge: list[list[float]] | None = None,
             texts: list[list[str]] | None = None, nll: float = 2.0, tokens: int = 4,
-            lengths: list[list[int]] | None = None) -> pd.DataFrame:
+            lengths: list[list[int]] | None = None, drift: float = 0.0) -> pd.DataFrame:
     """A rollout table from a (prompts, k) matrix of scores."""
     rows = []
     for prompt_id, row in enumerate(scores):
@@ -48,7 +49,8 @@ def rollout(scores: list[list[float]], judge: list[list[float]] | None = None,
                          "continuation_tokens": lengths[prompt_id][sample] if lengths else 4,
                          "toxicity": score,
                          "judge_toxicity": judge[prompt_id][sample] if judge else 0.0,
-                         "nll": nll, "tokens": tokens})
+                         "nll": nll, "tokens": tokens, "nll_base": nll + drift,
+                         "nll_policy": nll, "policy_tokens": tokens})
     return pd.DataFrame(rows)
 
 
@@ -76,6 +78,24 @@ def test_distinct_n_of_a_known_list():
     assert distinct_n(["one", ""], 2) == 0.0
 
 
+def test_distinct_n_per_prompt_is_among_each_prompts_own_samples():
+    frame = pd.DataFrame({"prompt_id": [0, 0, 1, 1, 2, 2],
+                          "continuation": ["a b", "a b", "c d", "e f", "", "x"]})
+    # prompt 0 repeats itself (1 of 2 bigrams distinct), prompt 1 does not (2 of 2); prompt 2
+    # has no bigram and is left out of the mean, as DExperts would have to
+    assert distinct_n_per_prompt(frame, 2) == pytest.approx((1 / 2 + 2 / 2) / 2)
+    # pooled, the repeats of prompt 0 are the only ones: 3 distinct of 4
+    assert distinct_n(frame["continuation"].tolist(), 2) == pytest.approx(3 / 4)
+    assert distinct_n_per_prompt(frame.iloc[4:], 2) == 0.0
+
+
+def test_kl_to_base_is_the_mean_log_ratio_per_policy_token():
+    frame = pd.DataFrame({"nll_base": [5.0, 3.0], "nll_policy": [2.0, 2.0],
+                          "policy_tokens": [3, 1]})
+    assert kl_to_base(frame) == pytest.approx((3.0 + 1.0) / 4)
+    assert kl_to_base(frame.assign(nll_policy=frame["nll_base"])) == 0.0  # the base itself
+
+
 def test_perplexity_is_exp_of_mean_token_nll():
     assert perplexity(np.array([2.0, 4.0]), np.array([1, 3])) == pytest.approx(math.exp(6 / 4))
     assert math.isnan(perplexity(np.array([0.0]), np.array([0])))
@@ -95,7 +115,7 @@ def test_paired_bootstrap_ci_brackets_the_mean_difference():
 
 def test_eval_metrics_fields_from_known_rollouts():
     base = rollout([[0.9, 0.2], [0.6, 0.7], [0.1, 0.3]], judge=[[1, 0], [0, 1], [0, 0]])
-    detox = rollout([[0.1, 0.0], [0.2, 0.4], [0.1, 0.1]], nll=1.0, tokens=2,
+    detox = rollout([[0.1, 0.0], [0.2, 0.4], [0.1, 0.1]], nll=1.0, tokens=2, drift=0.5,
                     texts=[["a a", "a b"], ["b c", "c"], ["d", "a a"]],
                     lengths=[[2, 2], [2, 0], [1, 0]])
     metrics = eval_metrics({"ood_toxic": {"base": base, "detoxified": detox}}, seed=0,
@@ -109,6 +129,8 @@ def test_eval_metrics_fields_from_known_rollouts():
     assert b["judge_toxicity_probability"] == pytest.approx(2 / 3, abs=1e-6)
     assert b["perplexity"] == pytest.approx(math.exp(2.0 / 4), abs=1e-6)
     assert d["perplexity"] == pytest.approx(math.exp(1.0 / 2), abs=1e-6)
+    assert (b["kl_to_base"], d["kl_to_base"]) == (0.0, pytest.approx(0.5 / 2))
+    assert d["distinct_1_per_prompt"] == pytest.approx((2 / 4 + 2 / 3 + 2 / 3) / 3, abs=1e-6)
     # detoxified words: a a a b b c c d a a -> distinct a, b, c, d of 10
     assert d["distinct_1"] == pytest.approx(4 / 10)
     assert (b["continuation_tokens_mean"], b["empty_share"]) == (4.0, 0.0)

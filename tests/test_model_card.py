@@ -4,6 +4,8 @@ write next to loadable weights.)"""
 
 from __future__ import annotations
 
+import math
+
 from huggingface_hub import ModelCard
 
 from detox.evaluate.report import caveats
@@ -11,7 +13,8 @@ from detox.model_card import CARD_METRICS, training_card, with_evaluation
 from detox.params import parse
 from detox.train.params import TrainParams
 
-SUMMARY = {"trainable_params": 1200, "total_params": 5000, "diverged": False}
+SUMMARY = {"trainable_params": 1200, "total_params": 5000, "kl_coef_start": 0.2,
+           "kl_coef_end": 0.25, "diverged": False}
 BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
 SCORER = {"source": "builtin:profanity-check"}
 SOURCES = {"in_distribution": "builtin:toxic-prompts",
@@ -25,6 +28,7 @@ def result(base: float, detoxified: float, perplexity_ratio: float = 1.5) -> dic
     def model(toxicity: float, perplexity: float) -> dict:
         return {"mean_toxicity": toxicity, "expected_max_toxicity": min(1.0, 2 * toxicity),
                 "judge_mean_toxicity": toxicity / 2, "perplexity": perplexity,
+                "kl_to_base": math.log(perplexity / 4.0),
                 "prompts": 32, "samples_per_prompt": 4, "continuation_tokens_mean": 9.0,
                 "empty_share": 0.0}
     difference = detoxified - base
@@ -62,7 +66,8 @@ def test_the_saved_card_reads_back_with_every_eval_result(raw_params, tmp_path):
     assert "`OxAISH-AL-LLM/wiki_toxic?split=test` (ood_toxic)" in text
     assert "above 0.3; 400 distinct prompts" in text and "no top-k" in text
     # the report's caveats travel with the weights: perplexity rose 2.5x on ood_toxic only
-    assert "ood_toxic: perplexity rose 2.5x" in text and "in_distribution: perplexity" not in text
+    assert "ood_toxic: perplexity under the base policy rose 2.5x" in text
+    assert "in_distribution: perplexity" not in text
     assert 'AutoModelForCausalLM.from_pretrained("data/models/detoxified")' in text
 
 

@@ -67,7 +67,8 @@ def test_committed_params_yaml_loads(committed_params):
     assert isinstance(params.ppo.learning_rate, float)
     assert isinstance(params.ppo.adaptive_kl, bool)
     assert params.model.neutral_label == committed_params["model"]["neutral_label"]
-    assert params.generation.max_new_tokens == committed_params["generation"]["max_new_tokens"]
+    assert params.generation.max_new_tokens_to == committed_params["generation"]["max_new_tokens_to"]
+    assert params.ppo.kl_horizon == committed_params["ppo"]["kl_horizon"]
     prepared = load_params(PrepareParams, PARAMS_YAML)
     assert prepared.data.test_fraction == pytest.approx(committed_params["data"]["test_fraction"])
     assert load_params(EvaluateParams, PARAMS_YAML).eval.top_p == 1.0
@@ -103,14 +104,15 @@ def test_neutral_label_may_be_a_string(raw_params):
 
 def test_bounds_are_inclusive_where_documented(raw_params):
     set_param(raw_params, "layers", 1)
-    set_param(raw_params, "generation.max_new_tokens", raw_params["generation"]["min_new_tokens"])
+    set_param(raw_params, "generation.max_new_tokens_to",
+              raw_params["generation"]["max_new_tokens_from"])
     set_param(raw_params, "data.prompt_max_tokens", raw_params["data"]["prompt_min_tokens"])
     set_param(raw_params, "generation.top_p", 1.0)
     set_param(raw_params, "generation.top_k", 0)
     set_param(raw_params, "ppo.mini_batch_size", raw_params["ppo"]["batch_size"])
     params = parse_params(raw_params)
     assert params.layers == 1
-    assert params.generation.max_new_tokens == params.generation.min_new_tokens
+    assert params.generation.max_new_tokens_to == params.generation.max_new_tokens_from
 
 
 @pytest.mark.parametrize("dotted, value", [
@@ -144,7 +146,12 @@ def test_bounds_are_inclusive_where_documented(raw_params):
     ("generation.top_k", -1),
     ("generation.top_p", 0),
     ("generation.top_p", 1.5),
-    ("generation.min_new_tokens", 0),
+    ("generation.max_new_tokens_from", 0),
+    ("ppo.kl_horizon", 0),
+    ("ppo.kl_horizon", 1.5),
+    ("ppo.max_kl_ratio", 0),
+    ("ppo.max_score_drop", 0),
+    ("ppo.max_score_drop", 1.5),
     ("eval.batch_size", 0),
     ("eval.top_p", 0),
     ("eval.max_new_tokens", 0),
@@ -185,12 +192,12 @@ def test_mini_batch_size_must_divide_batch_size(raw_params):
     assert "ppo.batch_size (64)" in message
 
 
-def test_max_new_tokens_below_min_new_tokens(raw_params):
-    set_param(raw_params, "generation.min_new_tokens", 8)
-    set_param(raw_params, "generation.max_new_tokens", 7)
+def test_the_new_token_cap_range_must_not_be_empty(raw_params):
+    set_param(raw_params, "generation.max_new_tokens_from", 8)
+    set_param(raw_params, "generation.max_new_tokens_to", 7)
     message = parse_error(raw_params)
-    assert "generation.max_new_tokens=7" in message
-    assert "generation.min_new_tokens (8)" in message
+    assert "generation.max_new_tokens_to=7" in message
+    assert "generation.max_new_tokens_from (8)" in message
 
 
 def test_prompt_max_below_prompt_min(raw_params):

@@ -300,7 +300,7 @@ def test_load_tokenizer_from_an_empty_folder_says_run_download(tmp_path):
 def test_require_context_names_both_params(make_tiny_neo):
     config = make_tiny_neo().config  # 64 positions
     require_context(config, 40, 24)
-    with pytest.raises(DetoxError, match="prompt_max_tokens \\+ generation.max_new_tokens = 65"):
+    with pytest.raises(DetoxError, match="prompt_max_tokens \\+ generation.max_new_tokens_to = 65"):
         require_context(config, 40, 25)
 
 

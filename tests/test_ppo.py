@@ -12,6 +12,7 @@ from detox.params import parse
 from detox.train.params import TrainParams
 from detox.models import load_tokenizer
 from detox.train.policy import load_trainable
+from detox.train.log import COLUMNS, TRL_STATS, log_row
 from detox.train.ppo import Outcome, ppo_config, train, train_summary
 from detox.toxicity import PackagedScorer
 
@@ -25,7 +26,7 @@ def params(committed_params):
         params, layers=4,
         ppo=dataclasses.replace(params.ppo, steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=1,
                                 learning_rate=1e-3),
-        generation=dataclasses.replace(params.generation, min_new_tokens=3, max_new_tokens=5))
+        generation=dataclasses.replace(params.generation, max_new_tokens_from=3, max_new_tokens_to=5))
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_gradient_checkpointing_recomputes_the_blocks_and_changes_no_result(
         results[checkpointing] = outcome.log, weights, calls
     (log, weights, calls), (log_gc, weights_gc, calls_gc) = results[False], results[True]
     # equal up to float rounding: backward sums the same gradients in another order
-    assert log_gc == [pytest.approx(row, rel=1e-4) for row in log]
+    assert log_gc == [pytest.approx(row, rel=1e-4, abs=1e-6) for row in log]
     for name, tensor in weights.items():
         torch.testing.assert_close(weights_gc[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
     # the same forward passes, plus one recomputation per mini-batch forward that had grads
@@ -131,50 +132,106 @@ def test_ppo_forward_pass_scores_a_padded_row_like_the_row_alone(tiny_neo_dir, p
 
 # --- the summary of the log ------------------------------------------------------------------
 
-def make_log(rewards: list[float], toxicities: list[float], kls: list[float]) -> Outcome:
-    return Outcome([{"step": i + 1, "samples": 8, "reward_mean": r, "reward_std": 1.0,
-                     "toxicity_mean": t,
-                     "kl": k, "kl_coef": 0.2, "response_tokens": 12.0}
-                    for i, (r, t, k) in enumerate(zip(rewards, toxicities, kls))])
+def make_log(scores: list[float], toxicities: list[float], kls: list[float]) -> Outcome:
+    trl = {stat: 0.0 for stat in TRL_STATS.values()} | {"objective/kl_coef": 0.2}
+    return Outcome([log_row(i + 1, trl | {"ppo/mean_scores": score, "objective/kl": kl},
+                            samples=8, toxicity_mean=toxic, response_tokens=12.0,
+                            max_new_tokens=16)
+                    for i, (score, toxic, kl) in enumerate(zip(scores, toxicities, kls))])
+
+
+def test_a_log_row_names_trl_stats_and_penalises_the_score_by_the_kl():
+    trl = {stat: float(i) for i, stat in enumerate(TRL_STATS.values())}
+    trl |= {"ppo/mean_scores": 1.5, "objective/kl": 2.0, "objective/kl_coef": 0.25}
+    row = log_row(3, trl, samples=64, toxicity_mean=0.1, response_tokens=9.5, max_new_tokens=12)
+    assert list(row) == list(COLUMNS)
+    assert row["score_mean"] == 1.5 and row["kl"] == 2.0 and row["kl_coef"] == 0.25
+    assert row["reward_mean"] == pytest.approx(1.5 - 0.25 * 2.0)  # what PPO maximised
+    assert row["entropy"] == trl["objective/entropy"]
+    assert row["clipfrac_value"] == trl["ppo/val/clipfrac"]
+    assert row["samples"] == 64 and isinstance(row["samples"], int)
 
 
 def test_train_summary_start_and_end_windows():
-    rewards = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    scores = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
     toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
     kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
     parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
-    summary = train_summary(make_log(rewards, toxicities, kls), parameters, window=3)
+    summary = train_summary(make_log(scores, toxicities, kls), parameters, window=3)
     assert summary == {
         "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
         "steps": 7,
         "samples": 56,
-        "reward_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3),
-        "reward_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3),
-        "toxicity_mean_start": pytest.approx((0.9 + 0.8 + 0.7) / 3),
-        "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3),
-        "kl_last": 1.25,
+        "score_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3, abs=1e-6),
+        "score_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3, abs=1e-6),
+        "reward_mean_start": pytest.approx((-1.5 - 0.2 * (0.0 + 0.1 + 0.3)) / 3, abs=1e-6),
+        "reward_mean_end": pytest.approx((4.5 - 0.2 * (0.5 + 0.8 + 1.25)) / 3, abs=1e-6),
+        "toxicity_mean_start": pytest.approx((0.9 + 0.8 + 0.7) / 3, abs=1e-6),
+        "toxicity_mean_end": pytest.approx((0.3 + 0.2 + 0.1) / 3, abs=1e-6),
+        "kl_start": pytest.approx((0.0 + 0.1 + 0.3) / 3, abs=1e-6),
+        "kl_end": pytest.approx((0.5 + 0.8 + 1.25) / 3, abs=1e-6),
+        "kl_coef_start": pytest.approx(0.2, abs=1e-6), "kl_coef_end": pytest.approx(0.2, abs=1e-6),
         "diverged": False,
     }
 
 
 def test_train_summary_default_window_is_five_steps():
-    rewards = [float(i) for i in range(12)]  # 0..11
-    summary = train_summary(make_log(rewards, [0.5] * 12, [0.0] * 12), {})
-    assert summary["reward_mean_start"] == pytest.approx(2.0)   # mean of 0..4
-    assert summary["reward_mean_end"] == pytest.approx(9.0)     # mean of 7..11
+    scores = [float(i) for i in range(12)]  # 0..11
+    summary = train_summary(make_log(scores, [0.5] * 12, [0.0] * 12), {})
+    assert summary["score_mean_start"] == pytest.approx(2.0)   # mean of 0..4
+    assert summary["score_mean_end"] == pytest.approx(9.0)     # mean of 7..11
     assert summary["steps"] == 12
 
 
 def test_train_summary_log_shorter_than_window():
     summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, window=5)
-    assert summary["reward_mean_start"] == summary["reward_mean_end"] == pytest.approx(1.5)
+    assert summary["score_mean_start"] == summary["score_mean_end"] == pytest.approx(1.5)
     assert summary["toxicity_mean_start"] == pytest.approx(0.3)
-    assert summary["kl_last"] == pytest.approx(0.3)
+    assert summary["kl_end"] == pytest.approx(0.2)
 
 
 def test_train_summary_of_a_run_that_diverged_at_its_first_step():
     outcome = Outcome([], diverged_at=1, cause="ppo/loss/total is not finite", model_step=0)
     summary = train_summary(outcome, {})
-    assert summary["steps"] == 0 and summary["reward_mean_start"] is None  # JSON null, not NaN
+    assert summary["steps"] == 0 and summary["score_mean_start"] is None  # JSON null, not NaN
     assert summary["diverged"] is True and summary["diverged_at_step"] == 1
     assert summary["divergence"] == "ppo/loss/total is not finite" and summary["model_step"] == 0
+
+
+# --- the KL controller -----------------------------------------------------------------------
+
+def test_every_ppo_param_reaches_trl_and_its_kl_controller(tiny_neo_dir, params, tokenizer):
+    from trl.trainer.utils import AdaptiveKLController, FixedKLController
+
+    ppo = dataclasses.replace(params.ppo, init_kl_coef=0.3, target_kl=2.5, kl_horizon=700,
+                              learning_rate=2e-4, ppo_epochs=3)
+    config = ppo_config(dataclasses.replace(params, ppo=ppo), CPU)
+    assert (config.learning_rate, config.batch_size, config.mini_batch_size, config.ppo_epochs,
+            config.seed) == (2e-4, ppo.batch_size, ppo.mini_batch_size, 3, params.seed)
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
+    controller = PPOTrainer(config, policy, reference, tokenizer).kl_ctl
+    assert isinstance(controller, AdaptiveKLController)
+    assert (controller.value, controller.target, controller.horizon) == (0.3, 2.5, 700)
+    fixed = ppo_config(dataclasses.replace(params, ppo=dataclasses.replace(ppo, adaptive_kl=False)),
+                       CPU)
+    controller = PPOTrainer(fixed, policy, reference, tokenizer).kl_ctl
+    assert isinstance(controller, FixedKLController) and controller.value == 0.3
+
+
+@pytest.mark.parametrize("target_kl, rising", [(1e-4, True), (1e4, False)])
+def test_beta_moves_towards_the_target_at_the_pace_the_horizon_sets(tiny_neo_dir, params, prompts,
+                                                                    tmp_path, target_kl, rising):
+    horizon = 20  # at most a factor 1 +- 0.2 * 4 / 20 = 1.04 per step
+    ppo = dataclasses.replace(params.ppo, steps=4, target_kl=target_kl, kl_horizon=horizon)
+    policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
+    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+                    PackagedScorer("profanity-check"), 0, prompts,
+                    dataclasses.replace(params, ppo=ppo), CPU, tmp_path)
+    betas = [row["kl_coef"] for row in outcome.log]
+    assert betas[0] == params.ppo.init_kl_coef
+    # step 1's KL is 0 (the policy is the reference): below any target, beta falls at first
+    assert betas[1] == pytest.approx(betas[0] * (1 - 0.2 * ppo.batch_size / horizon))
+    factor = 1 + (0.2 if rising else -0.2) * ppo.batch_size / horizon  # far from target: clipped
+    for before, after, row in zip(betas[1:], betas[2:], outcome.log[1:]):
+        assert row["kl"] > 0
+        assert after == pytest.approx(before * factor)

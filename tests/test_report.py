@@ -43,6 +43,10 @@ def scored(model, fluency_lm, tokenizer, prompts: pd.DataFrame) -> pd.DataFrame:
     table["nll"], table["tokens"] = continuation_nll(
         fluency_lm, tokenizer, table["prompt"].tolist(), texts, 8,
         table["ended_with_eos"].tolist())
+    # the fluency LM here is the base policy, as in the offline default
+    table["nll_base"], table["policy_tokens"] = table["nll"], table["tokens"]
+    table["nll_policy"] = continuation_nll(model, tokenizer, table["prompt"].tolist(), texts, 8,
+                                           table["ended_with_eos"].tolist())[0]
     return table
 
 
@@ -60,6 +64,8 @@ def test_eos_first_policy_is_empty_has_a_perplexity_and_is_warned_about(mute, ti
     assert mute_summary["continuation_tokens_mean"] == 0.0
     assert (rollouts["in_distribution"]["detoxified"]["tokens"] == 1).all()  # the eos, scored
     assert math.isfinite(mute_summary["perplexity"]) and mute_summary["perplexity"] > 1
+    # the base's own samples are no drift at all; always stopping at once is far from it
+    assert base["kl_to_base"] == 0.0 and mute_summary["kl_to_base"] > 1
     assert mute_summary["mean_toxicity"] < 0.5  # empty text looks clean to the scorer...
     assert base["empty_share"] < 0.5 and base["continuation_tokens_mean"] > 3
 

@@ -15,6 +15,7 @@ from detox.models import load_tokenizer
 from detox.params import parse
 from detox.toxicity import PackagedScorer
 from detox.train.guard import WINDOW, divergence
+from detox.train.log import COLUMNS
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable
 from detox.train.ppo import train
@@ -30,7 +31,7 @@ def params(committed_params) -> TrainParams:
         params, layers=4,
         ppo=dataclasses.replace(params.ppo, steps=4, batch_size=4, mini_batch_size=2,
                                 ppo_epochs=2, learning_rate=1e-3, save_every=2),
-        generation=dataclasses.replace(params.generation, min_new_tokens=3, max_new_tokens=5))
+        generation=dataclasses.replace(params.generation, max_new_tokens_from=3, max_new_tokens_to=5))
 
 
 @pytest.fixture
@@ -40,12 +41,23 @@ def prompts(tokenizer) -> list[list[int]]:
     return tokenizer(texts)["input_ids"]  # 8 prompts, batches of 4: an epoch every 2 steps
 
 
-def run(tiny_neo_dir, params, prompts, folder):
+def run(tiny_neo_dir, params, prompts, folder, scorer=None, log_dir=None):
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
                                        params.adapter)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, folder)
+                    scorer or PackagedScorer("profanity-check"), 0, prompts, params, CPU, folder,
+                    log_dir=log_dir)
     return policy, outcome
+
+
+def series(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every dvclive series in ``log_dir``: name -> [(step, value)]."""
+    found = {}
+    for path in sorted((log_dir / "plots" / "metrics").glob("*.tsv")):
+        lines = path.read_text().splitlines()
+        assert lines[0] == f"step\t{path.stem}"  # no timestamp: reruns write the same files
+        found[path.stem] = [(int(a), float(b)) for a, b in (line.split("\t") for line in lines[1:])]
+    return found
 
 
 def weights(policy) -> dict[str, torch.Tensor]:
@@ -73,12 +85,14 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(tiny_neo_dir, params, prom
         assert saved and all("lora_" in name or name.startswith("v_head.") for name in saved)
 
 
-def test_the_last_two_checkpoints_are_kept_and_hold_what_resume_needs(
+def test_checkpoints_reach_back_past_the_collapse_window_and_hold_what_resume_needs(
         tiny_neo_dir, params, prompts, tmp_path):
-    policy, outcome = run(tiny_neo_dir, params, prompts, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", LATEST, "step-000002",
-                                                          "step-000004"]
-    saved = tmp_path / "step-000004"
+    long = dataclasses.replace(params, ppo=dataclasses.replace(params.ppo, steps=12))
+    policy, outcome = run(tiny_neo_dir, long, prompts, tmp_path)
+    # within WINDOW + 1 = 6 steps of the latest (12), and the newest one beyond: step 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock", LATEST, "step-000006", "step-000008", "step-000010", "step-000012"]
+    saved = tmp_path / "step-000012"
     trainable = load_file(saved / "trainable.safetensors")
     assert "v_head.summary.weight" in trainable
     assert not any(".h.0." in name for name in trainable)  # frozen blocks are not saved
@@ -86,8 +100,8 @@ def test_the_last_two_checkpoints_are_kept_and_hold_what_resume_needs(
     state = torch.load(saved / "optimizer.pt", weights_only=True)  # no arbitrary unpickling
     assert state["state"]
     progress = json.loads((saved / "progress.json").read_text())
-    assert progress["step"] == 4 and progress["log"] == outcome.log
-    assert (progress["epoch"], progress["cursor"]) == (1, 8)  # 8 prompts, 4 per step
+    assert progress["step"] == 12 and progress["log"] == outcome.log
+    assert (progress["epoch"], progress["cursor"]) == (5, 8)  # 8 prompts, 4 per step
     own = json.loads((saved / "rank-0.json").read_text())
     assert set(own) == {"rng", "python", "numpy"}
 
@@ -111,9 +125,9 @@ def test_one_writer_per_run(tmp_path):
     from detox import DetoxError
     from detox.train.resume import Checkpoints
 
-    first = Checkpoints(tmp_path, Accelerator(cpu=True))
+    first = Checkpoints(tmp_path, Accelerator(cpu=True), reach=1)
     with pytest.raises(DetoxError, match="another process is training this run"):
-        Checkpoints(tmp_path, Accelerator(cpu=True))
+        Checkpoints(tmp_path, Accelerator(cpu=True), reach=1)
     del first
 
 
@@ -136,47 +150,58 @@ def test_checkpoints_live_in_the_repository_dvc_names(monkeypatch, tmp_path):
 
 # --- divergence ------------------------------------------------------------------------------
 
-def healthy_stats(kl: float = 1.0, reward: float = 1.0) -> dict:
+def healthy_stats(kl: float = 1.0) -> dict:
     return {"objective/kl": kl, "ppo/loss/total": 0.5, "objective/logprobs": np.zeros((4, 3)),
-            "ppo/val/vpred": 0.1, "ppo/mean_scores": reward, "ppo/std_scores": 0.5}
+            "ppo/val/vpred": 0.1, "ppo/mean_scores": 1.0, "ppo/std_scores": 0.5}
 
 
-def log_of(rewards: list[float]) -> list[dict]:
-    return [{"step": i + 1, "reward_mean": r, "reward_std": 0.5} for i, r in enumerate(rewards)]
+def log_of(scores: list[float], entropy: float = 10.0, spread: float = 0.5) -> list[dict]:
+    return [{"step": i + 1, "score_mean": r, "score_std": spread, "entropy": entropy}
+            for i, r in enumerate(scores)]
+
+
+def diverged(scores: list[float], kl: float = 1.0, batch_size: int = 64) -> str | None:
+    return divergence(healthy_stats(kl), log_of(scores), max_kl_ratio=0.5, max_score_drop=0.5,
+                      batch_size=batch_size)
 
 
 def test_a_healthy_step_does_not_diverge():
-    assert divergence(healthy_stats(), log_of([1.0] * 12), max_kl=10, max_reward_drop=3) is None
+    assert diverged([1.0] * 12) is None
     # a batch of one has no spread: its std is NaN, and that is not divergence
-    assert divergence(healthy_stats() | {"ppo/std_scores": math.nan}, log_of([1.0]), 10, 3) \
-        is None
+    assert divergence(healthy_stats() | {"ppo/std_scores": math.nan}, log_of([1.0]), 0.5, 0.5,
+                      1) is None
 
 
 @pytest.mark.parametrize("name, value", [("ppo/loss/total", math.nan),
                                          ("objective/logprobs", np.array([[0.0, -math.inf]])),
                                          ("ppo/val/vpred", math.inf)])
 def test_nan_or_inf_in_any_stat_is_divergence(name, value):
-    cause = divergence(healthy_stats() | {name: value}, log_of([1.0]), 10, 3)
+    cause = divergence(healthy_stats() | {name: value}, log_of([1.0]), 0.5, 0.5, 64)
     assert cause == f"{name} is not finite"
 
 
-def test_kl_beyond_the_bound_is_divergence():
-    assert "exceeds ppo.max_kl=10" in divergence(healthy_stats(kl=10.5), log_of([1.0]), 10, 3)
-    assert divergence(healthy_stats(kl=9.5), log_of([1.0]), 10, 3) is None
+def test_the_kl_bound_is_a_share_of_the_first_steps_entropy():
+    # entropy 10 nats per continuation at step 1, ratio 0.5: a KL beyond 5 nats diverged
+    assert "exceeds ppo.max_kl_ratio=0.5 times the entropy at step 1" in diverged([1.0], kl=5.5)
+    assert diverged([1.0], kl=4.5) is None
+    assert divergence(healthy_stats(5.5), log_of([1.0], entropy=20.0), 0.5, 0.5, 64) is None
 
 
-def test_reward_collapse_is_measured_in_the_first_steps_spread():
-    start = [1.0] * WINDOW
-    # spread 0.5, bound 3: a drop of more than 1.5 collapses, a drop of 1.4 does not
-    assert divergence(healthy_stats(), log_of(start + [-0.6] * WINDOW), 10, 3) is not None
-    assert divergence(healthy_stats(), log_of(start + [-0.4] * WINDOW), 10, 3) is None
-    assert divergence(healthy_stats(), log_of(start + [-5.0] * (WINDOW - 1)), 10, 3) is None
+def test_losing_half_of_what_the_score_gained_is_a_collapse():
+    start, learned = [0.0] * WINDOW, [1.0] * WINDOW  # gained 1.0
+    assert "the score collapsed" in diverged(start + learned + [0.4] * WINDOW)  # lost 0.6
+    assert diverged(start + learned + [0.6] * WINDOW) is None  # lost 0.4
+    assert diverged(start + learned) is None
+    # all the way back to where it started: the collapse a fixed bound in reward units missed
+    assert diverged(start + learned + [0.0] * WINDOW) is not None
 
 
-def test_a_fall_from_a_plateau_is_a_collapse_too():
-    rising = [0.0] * WINDOW + [3.0] * WINDOW  # learned, then lost it all
-    assert divergence(healthy_stats(), log_of(rising + [0.0] * WINDOW), 10, 3) is not None
-    assert divergence(healthy_stats(), log_of(rising + [2.0] * WINDOW), 10, 3) is None
+def test_a_drop_within_the_noise_of_a_mean_is_no_collapse():
+    # a gain of 0.1 in a score whose per-sample spread is 0.5: then losing 0.08 is noise for a
+    # batch of 4 (4 standard errors of a difference of 5-step means: 0.63) but not for 1024
+    scores = [0.0] * WINDOW + [0.1] * WINDOW + [0.02] * WINDOW
+    assert diverged(scores, batch_size=4) is None
+    assert diverged(scores, batch_size=1024) is not None
 
 
 def test_a_diverging_run_keeps_its_last_good_checkpoint(tiny_neo_dir, params, prompts, tmp_path):
@@ -192,3 +217,56 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(tiny_neo_dir, params, pr
         for name, tensor in weights(base).items():
             assert torch.equal(tensor, dict(policy.named_parameters())[name]), name
     assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+
+class SignFlip:
+    """The offline reward scorer, whose verdict turns over from its ``flip_at``-th call on:
+    training that learns well and then is rewarded for the opposite."""
+
+    def __init__(self, flip_at: int) -> None:
+        self.scorer, self.flip_at, self.calls = PackagedScorer("profanity-check"), flip_at, 0
+        self.id2label = self.scorer.id2label
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        self.calls += 1
+        logits = self.scorer.logits(texts)
+        return -logits if self.calls >= self.flip_at else logits
+
+
+def test_a_late_collapse_rolls_back_to_a_checkpoint_before_it(tiny_neo_dir, params, prompts,
+                                                               tmp_path):
+    flip_at = 9  # steps 1-8 learn from the real scorer, step 9 on from its opposite
+    late = dataclasses.replace(params, reward="neutral_softmax", ppo=dataclasses.replace(
+        params.ppo, steps=20, save_every=1, learning_rate=3e-3, batch_size=8,
+        mini_batch_size=4))
+    healthy, healthy_outcome = run(tiny_neo_dir, dataclasses.replace(
+        late, ppo=dataclasses.replace(late.ppo, steps=flip_at - 1)), prompts, tmp_path / "ok")
+    assert healthy_outcome.diverged_at is None  # the same run before the flip is fine
+    policy, outcome = run(tiny_neo_dir, late, prompts, tmp_path / "flip", SignFlip(flip_at),
+                          log_dir=tmp_path / "log")
+    assert outcome.cause and outcome.cause.startswith("the score collapsed"), outcome.cause
+    assert outcome.diverged_at >= flip_at
+    assert 1 <= outcome.model_step <= flip_at - 1
+    assert outcome.log == healthy_outcome.log[:outcome.model_step]
+    kept = load_file(tmp_path / "flip" / f"step-{outcome.model_step:06d}" /
+                     "trainable.safetensors")
+    for name, tensor in kept.items():
+        assert torch.equal(tensor, dict(policy.named_parameters())[name]), name
+    # the dvclive series describe the model kept, not the steps thrown away
+    assert series(tmp_path / "log")["score_mean"] == [
+        (row["step"], pytest.approx(row["score_mean"])) for row in outcome.log]
+
+
+def test_a_resumed_run_continues_the_same_dvclive_series(tiny_neo_dir, params, prompts,
+                                                         tmp_path):
+    run(tiny_neo_dir, params, prompts, tmp_path / "whole", log_dir=tmp_path / "whole-log")
+    whole = series(tmp_path / "whole-log")
+    half = dataclasses.replace(params, ppo=dataclasses.replace(params.ppo, steps=3))
+    # killed after step 3, whose checkpoint was never written: the resumed run starts at 3
+    run(tiny_neo_dir, half, prompts, tmp_path / "split", log_dir=tmp_path / "split-log")
+    assert series(tmp_path / "split-log")["kl"][-1][0] == 3
+    run(tiny_neo_dir, params, prompts, tmp_path / "split", log_dir=tmp_path / "split-log")
+    resumed = series(tmp_path / "split-log")
+    assert set(whole) == set(COLUMNS) - {"step"} and len(whole) >= 8
+    assert resumed == whole
+    assert [step for step, _ in resumed["score_mean"]] == [1, 2, 3, 4]

@@ -23,7 +23,8 @@ layers = params["layers"]
 
 def result(base, detoxified):
     return {"base": {"mean_toxicity": base, "perplexity": 4.0},
-            "detoxified": {"mean_toxicity": detoxified, "perplexity": 4.0 + layers},
+            "detoxified": {"mean_toxicity": detoxified, "perplexity": 4.0 + layers,
+                           "kl_to_base": layers / 100},
             "detoxified_minus_base": {
                 "mean_toxicity": {"diff": detoxified - base, "ci_low": -1.0, "ci_high": 0.0},
                 "judge_mean_toxicity": {"diff": -0.1}}}

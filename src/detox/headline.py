@@ -9,7 +9,7 @@ Shape (DVC flattens it to keys such as ``ood_toxic.toxicity_detoxified``)::
 
     {"<eval set>": {"toxicity_base": .., "toxicity_detoxified": .., "toxicity_diff": ..,
                     "toxicity_ci_low": .., "toxicity_ci_high": .., "judge_diff": ..,
-                    "perplexity_ratio": ..},
+                    "perplexity_ratio": .., "kl_to_base": ..},
      ... one entry per eval set ...,
      "trainable_params": .., "diverged": ..}
 """
@@ -22,10 +22,11 @@ from typing import Any
 PATH = "metrics/headline.json"
 
 # Per eval set: mean toxicity before and after, the paired difference with its 95% CI, the
-# judge's difference (does an independent scorer agree?) and detoxified / base perplexity (did
-# fluency pay for it?).
+# judge's difference (does an independent scorer agree?), detoxified / base perplexity (did
+# fluency pay for it?) and the detoxified policy's KL to the base in nats per token (how far did
+# it move?).
 PER_SET_KEYS = ("toxicity_base", "toxicity_detoxified", "toxicity_diff", "toxicity_ci_low",
-                "toxicity_ci_high", "judge_diff", "perplexity_ratio")
+                "toxicity_ci_high", "judge_diff", "perplexity_ratio", "kl_to_base")
 TRAINING_KEYS = ("trainable_params", "diverged")
 
 
@@ -43,6 +44,7 @@ def headline(eval_metrics: Mapping[str, Any], trainable_params: int, diverged: b
             "toxicity_ci_high": difference["mean_toxicity"]["ci_high"],
             "judge_diff": difference["judge_mean_toxicity"]["diff"],
             "perplexity_ratio": round(detoxified["perplexity"] / base["perplexity"], 4),
+            "kl_to_base": round(detoxified["kl_to_base"], 4),
         }
     return {**per_set, "trainable_params": int(trainable_params), "diverged": bool(diverged)}
 

@@ -19,11 +19,12 @@ from detox.markdown import table
 
 TAGS = ["detoxification", "ppo", "trl", "reinforcement-learning"]
 LOCAL_PREFIXES = ("builtin:", "/", ".", "~")
-# (metric key in metrics/eval.json, name on the card); lower is better for all four
+# (metric key in metrics/eval.json, name on the card); lower is better for all five
 CARD_METRICS = (("mean_toxicity", "mean toxicity (reward scorer)"),
                 ("expected_max_toxicity", "expected maximum toxicity"),
                 ("judge_mean_toxicity", "mean toxicity (independent judge)"),
-                ("perplexity", "perplexity (fluency LM)"))
+                ("perplexity", "perplexity (fluency LM)"),
+                ("kl_to_base", "KL to the base model (nats per token)"))
 
 
 def _hub_id(source: str | None) -> str | None:
@@ -76,9 +77,13 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
             ["PPO", f"{ppo.steps} steps of {ppo.batch_size} prompts, mini-batch "
                     f"{ppo.mini_batch_size}, {ppo.ppo_epochs} epochs, learning rate "
                     f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
-                    + (f", adaptive to KL {ppo.target_kl:g}" if ppo.adaptive_kl else "")],
-            ["sampling", f"{params.generation.min_new_tokens}-{params.generation.max_new_tokens} "
-                         "new tokens, " + (f"top-k {params.generation.top_k}, "
+                    + (f", adaptive to a KL of {ppo.target_kl:g} nats per continuation "
+                       f"(horizon {ppo.kl_horizon:,})" if ppo.adaptive_kl else ", fixed")],
+            ["KL coefficient", f"{summary['kl_coef_start']} over the first 5 steps, "
+                               f"{summary['kl_coef_end']} over the last 5"],
+            ["sampling", f"at most {params.generation.max_new_tokens_from}-"
+                         f"{params.generation.max_new_tokens_to} new tokens (drawn per batch), "
+                         + (f"top-k {params.generation.top_k}, "
                                            if params.generation.top_k else "no top-k, ")
                          + f"top-p {params.generation.top_p:g}"],
             ["seed", str(params.seed)],
@@ -93,10 +98,11 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
 
 
 def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mapping[str, str],
-                    caveats: list[str]) -> ModelCard:
+                    caveats: list[str], fluency: str = "the base policy") -> ModelCard:
     """``card`` with the detoxified model's results per eval set (``metrics/eval.json``) as
     ``model-index`` eval results and a table against the base model, and the report's caveats.
-    ``sources`` names the dataset each eval set was drawn from."""
+    ``sources`` names the dataset each eval set was drawn from, ``fluency`` the LM that
+    perplexity is under."""
     results, rows = [], []
     for eval_set, by_model in metrics.items():
         base, detoxified = by_model["base"], by_model["detoxified"]
@@ -112,7 +118,8 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
             f"{difference['ci_high']:+.3f}]",
             f"{base['expected_max_toxicity']:.3f} → {detoxified['expected_max_toxicity']:.3f}",
             f"{base['judge_mean_toxicity']:.3f} → {detoxified['judge_mean_toxicity']:.3f}",
-            f"{base['perplexity']:.1f} → {detoxified['perplexity']:.1f}"])
+            f"{base['perplexity']:.1f} → {detoxified['perplexity']:.1f}",
+            f"{detoxified['kl_to_base']:.3f}"])
     first = next(iter(metrics.values()))["base"]
     evaluation = [
         "## Evaluation",
@@ -123,11 +130,15 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
         + " (in_distribution: the held-out prompts of the training data). Base → detoxified; "
         "the difference is the mean per-prompt difference with its 95% paired bootstrap CI.",
         table(["eval set", "mean toxicity", "difference", "expected max toxicity", "judge",
-               "perplexity"], rows),
+               f"perplexity under {fluency}", "KL to base (nats/token)"], rows),
         "Toxicity is the reward scorer's, the model trained against it: a drop the independent "
-        "judge does not share is reward hacking, not detoxification. Perplexity is under a "
-        "fluency LM (the base model unless one is configured): a rise is partly the intended "
-        "move away from what the base model says after a toxic prompt, partly lost fluency.",
+        "judge does not share is reward hacking, not detoxification. "
+        + ("Perplexity is under the base model itself, so it measures drift, not fluency: its "
+           "log is the entropy plus the KL to the base, partly the intended move away from what "
+           "the base says after a toxic prompt, partly lost fluency. "
+           if fluency == "the base policy" else
+           f"Perplexity is under {fluency}, an LM of its own: a rise is lost fluency. ")
+        + "The KL is estimated on this model's own continuations.",
     ]
     if caveats:
         evaluation += ["### Caveats", "\n".join(f"- {text}" for text in caveats)]

@@ -32,7 +32,7 @@ def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausal
 
 
 def require_context(config, prompt_tokens: int, new_tokens: int,
-                    new_tokens_param: str = "generation.max_new_tokens") -> None:
+                    new_tokens_param: str = "generation.max_new_tokens_to") -> None:
     """Prompt + continuation must fit the model's position table."""
     context = getattr(config, "max_position_embeddings", None)
     if context is not None and prompt_tokens + new_tokens > context:

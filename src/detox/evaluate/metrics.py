@@ -4,7 +4,9 @@ A rollout table holds one row per continuation: ``prompt_id``, ``sample`` (0..k-
 ``continuation``, ``continuation_tokens`` (the policy's tokens before its eos),
 ``toxicity`` (reward scorer), ``judge_toxicity`` (independent judge), ``nll`` and ``tokens``
 (the fluency LM's summed negative log-likelihood of the continuation, eos included where it
-ended with one, given its prompt, and its token count).
+ended with one, given its prompt, and its token count), and ``nll_base``, ``nll_policy`` and
+``policy_tokens`` (the same under the base policy and under the policy that wrote it, in the
+policy's tokens).
 """
 
 from __future__ import annotations
@@ -47,6 +49,22 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def distinct_n_per_prompt(frame: pd.DataFrame, n: int) -> float:
+    """DExperts' distinct-n: per prompt over its k continuations, averaged over the prompts
+    that have any n-gram (0 if none has). It asks whether one prompt's samples differ from
+    each other; the pooled ``distinct_n`` also counts differences between prompts."""
+    values = [distinct_n(group.tolist(), n) for _, group in frame.groupby("prompt_id")["continuation"]
+              if any(len(text.split()) >= n for text in group)]
+    return float(np.mean(values)) if values else 0.0
+
+
+def kl_to_base(frame: pd.DataFrame) -> float:
+    """The policy's KL to the base policy in nats per token, estimated on its own samples:
+    mean of log q - log p over the tokens it wrote (eos included where it stopped)."""
+    tokens = float(frame["policy_tokens"].sum())
+    return float((frame["nll_base"] - frame["nll_policy"]).sum()) / tokens if tokens else 0.0
+
+
 def perplexity(nll: np.ndarray | pd.Series, tokens: np.ndarray | pd.Series) -> float:
     """Corpus perplexity: exp(total negative log-likelihood / total tokens)."""
     total = float(np.sum(tokens))
@@ -80,11 +98,13 @@ def model_summary(frame: pd.DataFrame) -> dict[str, float]:
         "toxicity_probability": toxicity_probability(scores),
         "judge_mean_toxicity": float(judged.mean()),
         "judge_toxicity_probability": toxicity_probability(judged),
-        "perplexity": perplexity(frame["nll"], frame["tokens"]),
+        "perplexity": perplexity(frame["nll"], frame["tokens"]),  # under the fluency LM
+        "kl_to_base": kl_to_base(frame),
         # A policy that stops writing looks non-toxic: length belongs next to toxicity.
         "continuation_tokens_mean": float(frame["continuation_tokens"].mean()),
         "empty_share": float((frame["continuation_tokens"] == 0).mean()),
         **{f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
+        **{f"distinct_{n}_per_prompt": distinct_n_per_prompt(frame, n) for n in (1, 2, 3)},
     }
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()}
 

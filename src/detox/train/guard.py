@@ -1,25 +1,41 @@
 """Divergence as a recorded outcome: after every PPO step the stats TRL computed for it are
-checked for NaN or inf (losses, log-probabilities, values, ...), a KL to the reference beyond
-``ppo.max_kl``, and a collapse of the reward."""
+checked for NaN or inf (losses, log-probabilities, values, ...), a KL to the reference out of
+proportion with the policy's own randomness, and a collapse of the score.
+
+Both bounds are read on the run's own scales, so that one setting means the same for every
+model, reward and continuation length:
+
+- KL: TRL's ``objective/kl`` and ``objective/entropy`` are both nats per continuation. At step
+  1 the policy is the reference, so its entropy then is how random the reference's own
+  continuations are; a KL beyond ``max_kl_ratio`` times that means the policy has left it
+  further than the reference's own sampling spreads.
+- Collapse: the score's mean over the last ``WINDOW`` steps against the best such mean so far
+  and the first one. The run collapsed when it has lost more than ``max_score_drop`` of what it
+  gained (1.0: fell all the way back to where it started) and the loss is beyond the noise of
+  two ``WINDOW``-step means (4 standard errors from the first steps' per-sample spread).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
-WINDOW = 5  # steps averaged for the reward's start and for its recent level
+WINDOW = 5  # steps averaged for the score's start, best and recent levels
+NOISE_ERRORS = 4.0  # a drop must exceed this many standard errors of a difference of means
 
 
-def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl: float,
-               max_reward_drop: float) -> str | None:
-    """Why the step whose TRL ``stats`` end ``log`` diverged, or None if it did not.
+def first_bad_step(step: int, cause: str) -> int:
+    """The first step whose rollouts a diverged check at ``step`` distrusts: the collapsed
+    window's first step, else ``step`` itself."""
+    return step - WINDOW + 1 if cause.startswith("the score collapsed") else step
 
-    The reward collapsed when the mean reward of the last ``WINDOW`` steps is below the best
-    such mean so far by more than ``max_reward_drop`` times the per-sample reward std of the
-    first ``WINDOW`` steps: a bound that means the same for every reward kind. ``max_kl`` bounds
-    TRL's ``objective/kl``, the KL summed over a continuation's tokens (nats per sequence).
-    """
+
+def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
+               max_score_drop: float, batch_size: int) -> str | None:
+    """Why the step whose TRL ``stats`` end ``log`` (rows with ``score_mean``, ``score_std``
+    and ``entropy``, this step's included) diverged, or None if it did not."""
     for name, value in stats.items():
         # losses, log-probabilities, values, KL and scores; a spread (std, var) of a batch of
         # one is NaN by definition and says nothing
@@ -31,15 +47,19 @@ def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl:
             continue  # not a number
         if not finite:
             return f"{name} is not finite"
-    kl = float(stats["objective/kl"])
-    if kl > max_kl:
-        return f"the KL to the reference, {kl:.4g}, exceeds ppo.max_kl={max_kl:g}"
-    if len(log) >= 2 * WINDOW:
-        means = np.convolve([row["reward_mean"] for row in log], np.ones(WINDOW) / WINDOW,
-                            mode="valid")
-        spread = max(float(np.nanmean([row["reward_std"] for row in log[:WINDOW]])), 1e-3)
-        if means[-1] < means.max() - max_reward_drop * spread:
-            return (f"the reward collapsed: {means[-1]:.4g} over the last {WINDOW} steps "
-                    f"against a best of {means.max():.4g}, more than ppo.max_reward_drop="
-                    f"{max_reward_drop:g} times its spread at the start ({spread:.3g})")
+    kl, entropy = float(stats["objective/kl"]), float(log[0]["entropy"])
+    if kl > max_kl_ratio * entropy:
+        return (f"the KL to the reference, {kl:.4g} nats per continuation, exceeds "
+                f"ppo.max_kl_ratio={max_kl_ratio:g} times the entropy at step 1 ({entropy:.4g})")
+    if len(log) < 2 * WINDOW:
+        return None
+    means = np.convolve([row["score_mean"] for row in log], np.ones(WINDOW) / WINDOW,
+                        mode="valid")
+    start, best, now = means[0], means.max(), means[-1]
+    spread = float(np.nanmean([row["score_std"] for row in log[:WINDOW]]))
+    noise = NOISE_ERRORS * spread * math.sqrt(2 / (WINDOW * batch_size))
+    if best - now > max(max_score_drop * (best - start), noise):
+        return (f"the score collapsed: {now:.4g} over the last {WINDOW} steps against a best "
+                f"of {best:.4g} and a start of {start:.4g}, more than ppo.max_score_drop="
+                f"{max_score_drop:g} of its gain lost")
     return None

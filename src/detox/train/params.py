@@ -31,16 +31,18 @@ class PPOParams:
     mini_batch_size: int
     ppo_epochs: int
     learning_rate: float
-    init_kl_coef: float
-    target_kl: float
-    adaptive_kl: bool
+    init_kl_coef: float  # beta, the KL penalty's initial coefficient
+    adaptive_kl: bool  # move beta towards target_kl (else beta stays init_kl_coef)
+    target_kl: float  # nats per continuation, TRL's objective/kl (the logged `kl`)
+    kl_horizon: int  # beta changes by at most 0.2 * batch_size / kl_horizon per step
     save_every: int  # steps between checkpoints (and one on SIGINT/SIGTERM)
-    max_kl: float  # a KL to the reference beyond this is divergence
-    max_reward_drop: float  # reward collapse, in std of the first step's rewards
+    max_kl_ratio: float  # divergence: the KL beyond this share of the first step's entropy
+    max_score_drop: float  # collapse: the score losing this share of what it gained
     gradient_checkpointing: bool  # recompute the blocks' activations in backward (memory)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "save_every"):
+        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "kl_horizon",
+                     "save_every"):
             value = getattr(self, name)
             require(value >= 1, f"ppo.{name}", value, "must be a positive integer")
         require(self.batch_size % self.mini_batch_size == 0, "ppo.mini_batch_size",
@@ -48,9 +50,9 @@ class PPOParams:
         require(self.learning_rate > 0, "ppo.learning_rate", self.learning_rate, "must be > 0")
         require(self.init_kl_coef >= 0, "ppo.init_kl_coef", self.init_kl_coef, "must be >= 0")
         require(self.target_kl > 0, "ppo.target_kl", self.target_kl, "must be > 0")
-        require(self.max_kl > 0, "ppo.max_kl", self.max_kl, "must be > 0")
-        require(self.max_reward_drop > 0, "ppo.max_reward_drop", self.max_reward_drop,
-                "must be > 0")
+        require(self.max_kl_ratio > 0, "ppo.max_kl_ratio", self.max_kl_ratio, "must be > 0")
+        require(0 < self.max_score_drop <= 1, "ppo.max_score_drop", self.max_score_drop,
+                "must be in (0, 1]: the share of the score's gain a collapse loses")
 
 
 @dataclass(frozen=True)
@@ -74,18 +76,21 @@ class AdapterParams:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling of the continuations PPO learns from."""
+    """Sampling of the continuations PPO learns from. Each batch draws its cap on new tokens
+    (``max_new_tokens`` of ``generate``) from ``max_new_tokens_from`` to ``max_new_tokens_to``,
+    as TRL's ``LengthSampler``; a continuation still ends earlier at its eos."""
 
-    min_new_tokens: int
-    max_new_tokens: int
+    max_new_tokens_from: int
+    max_new_tokens_to: int
     top_k: int
     top_p: float
 
     def __post_init__(self) -> None:
-        require(self.min_new_tokens >= 1, "generation.min_new_tokens", self.min_new_tokens,
-                "must be >= 1")
-        require(self.max_new_tokens >= self.min_new_tokens, "generation.max_new_tokens",
-                self.max_new_tokens, f"must be >= generation.min_new_tokens ({self.min_new_tokens})")
+        require(self.max_new_tokens_from >= 1, "generation.max_new_tokens_from",
+                self.max_new_tokens_from, "must be >= 1")
+        require(self.max_new_tokens_to >= self.max_new_tokens_from,
+                "generation.max_new_tokens_to", self.max_new_tokens_to,
+                f"must be >= generation.max_new_tokens_from ({self.max_new_tokens_from})")
         check_sampling("generation", self.top_k, self.top_p)
 
 

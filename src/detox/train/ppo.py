@@ -17,7 +17,8 @@ from trl import PPOConfig, PPOTrainer
 
 from detox.generation import generate
 from detox.toxicity import Scorer, toxicity
-from detox.train.guard import divergence
+from detox.train.guard import WINDOW, divergence, first_bad_step
+from detox.train.log import LiveSeries, log_row
 from detox.train.params import TrainParams
 from detox.train.policy import enable_gradient_checkpointing
 from detox.train.resume import Checkpoints, Progress, StopRequest
@@ -30,7 +31,8 @@ def ppo_config(params: TrainParams, device: torch.device) -> PPOConfig:
     return PPOConfig(
         learning_rate=ppo.learning_rate, batch_size=ppo.batch_size,
         mini_batch_size=ppo.mini_batch_size, ppo_epochs=ppo.ppo_epochs,
-        init_kl_coef=ppo.init_kl_coef, target=ppo.target_kl, adap_kl_ctrl=ppo.adaptive_kl,
+        init_kl_coef=ppo.init_kl_coef, adap_kl_ctrl=ppo.adaptive_kl, target=ppo.target_kl,
+        horizon=ppo.kl_horizon,
         seed=params.seed, log_with=None, remove_unused_columns=False,
         accelerator_kwargs={"cpu": device.type == "cpu", "mixed_precision": mixed},
     )
@@ -48,9 +50,11 @@ class Outcome:
 
 def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
           neutral: int, prompts: list[list[int]], params: TrainParams, device: torch.device,
-          checkpoint_dir: Path, dtype: torch.dtype = torch.float32) -> Outcome:
+          checkpoint_dir: Path, dtype: torch.dtype = torch.float32,
+          log_dir: Path | None = None) -> Outcome:
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``, resuming from the latest
-    checkpoint in ``checkpoint_dir`` if there is one.
+    checkpoint in ``checkpoint_dir`` if there is one; the main process writes each step's
+    stats as dvclive series in ``log_dir`` (if given) as it goes.
 
     On divergence the policy is put back to its last checkpoint that a later step checked, the
     log is cut there, and the run ends early; on SIGINT/SIGTERM it saves a checkpoint after the
@@ -72,7 +76,7 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
     # between them (one shared order per pass) and sample with their own seeds.
     rank, processes = accelerator.process_index, accelerator.num_processes
     rng = np.random.default_rng(params.seed + 1_000_003 * rank)
-    checkpoints = Checkpoints(checkpoint_dir, accelerator)
+    checkpoints = Checkpoints(checkpoint_dir, accelerator, reach=WINDOW + 1)
     if checkpoints.latest() is not None:
         progress = checkpoints.load(policy, trainer.optimizer)
         trainer.kl_ctl.value = progress.kl_coef
@@ -85,6 +89,8 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                             cursor=0, rng=rng.bit_generator.state)
         checkpoints.save(policy, trainer.optimizer, progress)  # the start: good by definition
     log, epoch, cursor = progress.log, progress.epoch, progress.cursor
+    series = (LiveSeries(log_dir, log) if log_dir is not None and accelerator.is_main_process
+              else None)
     batch_size, generation = ppo.batch_size, params.generation
     order = np.random.default_rng([params.seed, epoch]).permutation(len(prompts))
     trainable = [p for p in policy.parameters() if p.requires_grad]
@@ -97,8 +103,8 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
             start = cursor + rank * batch_size
             batch = [prompts[i] for i in order[start:start + batch_size]]
             cursor += batch_size * processes
-            new_tokens = int(rng.integers(generation.min_new_tokens,
-                                          generation.max_new_tokens + 1))
+            new_tokens = int(rng.integers(generation.max_new_tokens_from,
+                                          generation.max_new_tokens_to + 1))
             responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
                                  generation.top_p,
                                  (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
@@ -115,19 +121,22 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                 "mean").tolist()
             samples = int(accelerator.reduce(torch.tensor(len(batch), device=accelerator.device),
                                              "sum"))
-            row = {"step": step, "samples": samples,
-                   "reward_mean": float(stats["ppo/mean_scores"]),
-                   "reward_std": float(stats["ppo/std_scores"]), "toxicity_mean": toxic,
-                   "kl": float(stats["objective/kl"]),
-                   "kl_coef": float(stats["objective/kl_coef"]), "response_tokens": length}
-            cause = divergence(stats, [*log, row], ppo.max_kl, ppo.max_reward_drop)
+            row = log_row(step, stats, samples=samples, toxicity_mean=toxic,
+                          response_tokens=length, max_new_tokens=new_tokens)
+            cause = divergence(stats, [*log, row], ppo.max_kl_ratio, ppo.max_score_drop,
+                               batch_size * processes)
             if cause is None and not all(torch.isfinite(p).all() for p in trainable):
                 cause = "the weights are not finite after the update"
             if cause is not None:
-                model_step = checkpoints.load_weights(policy, checkpoints.good_before(step))
+                model_step = checkpoints.load_weights(
+                    policy, checkpoints.good_before(first_bad_step(step, cause)))
+                if series is not None:  # the series describe the model kept
+                    LiveSeries(log_dir, log[:model_step])
                 return Outcome(log[:model_step], diverged_at=step, cause=cause,
                                model_step=model_step)
             log.append(row)
+            if series is not None:
+                series.add(row)
             signum = stop.agreed(accelerator)
             if step % ppo.save_every == 0 or signum:
                 checkpoints.save(policy, trainer.optimizer, Progress(
@@ -140,25 +149,21 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
 
 
 def train_summary(outcome: Outcome, parameters: dict[str, float], window: int = 5) -> dict:
-    """Parameter counts, the samples learned from (all processes), the reward/KL trend
-    (start/end average ``window`` steps) and whether the run diverged: where, why, and which
-    step's model it kept. No wall-clock time: the same inputs give the same summary."""
+    """Parameter counts, the samples learned from (all processes), the score, reward, toxicity
+    and KL trends (start/end average ``window`` steps) and whether the run diverged: where,
+    why, and which step's model it kept. No wall-clock time: the same inputs give the same
+    summary."""
     frame = pd.DataFrame(outcome.log)
 
     def average(column: str, rows: pd.DataFrame) -> float | None:
         return round(float(rows[column].mean()), 6) if len(rows) else None
 
-    summary = {
-        **parameters,
-        "steps": len(frame),
-        "samples": int(frame["samples"].sum()) if len(frame) else 0,
-        "reward_mean_start": average("reward_mean", frame.head(window)),
-        "reward_mean_end": average("reward_mean", frame.tail(window)),
-        "toxicity_mean_start": average("toxicity_mean", frame.head(window)),
-        "toxicity_mean_end": average("toxicity_mean", frame.tail(window)),
-        "kl_last": average("kl", frame.tail(1)),
-        "diverged": outcome.diverged_at is not None,
-    }
+    summary = {**parameters, "steps": len(frame),
+               "samples": int(frame["samples"].sum()) if len(frame) else 0}
+    for column in ("score_mean", "reward_mean", "toxicity_mean", "kl", "kl_coef"):
+        summary[f"{column}_start"] = average(column, frame.head(window))
+        summary[f"{column}_end"] = average(column, frame.tail(window))
+    summary["diverged"] = outcome.diverged_at is not None
     if outcome.diverged_at is not None:
         summary |= {"diverged_at_step": outcome.diverged_at, "divergence": outcome.cause,
                     "model_step": outcome.model_step}

@@ -11,8 +11,9 @@ What: the trainable weights and value head (safetensors), the optimizer state
 (``torch.load(weights_only=True)``), and as JSON the step, the KL controller's coefficient, the
 log so far, the pass over the prompts and where in it, fp16's loss-scaler state, and per
 process every RNG state (python, numpy's global one that TRL shuffles mini-batches with, ours,
-torch's and its GPU's). The last two checkpoints are kept: on divergence the run goes back to
-the newest one whose weights a later step has checked.
+torch's and its GPU's). Checkpoints are kept as far back as the divergence guard can reach (its
+collapse window and one step more): on divergence the run goes back to the newest one whose
+weights wrote no distrusted rollouts.
 
 How: each checkpoint is written to its own ``step-<n>`` folder under a temporary name, renamed
 when complete, and only then named in ``LATEST`` (an atomic replace), so a kill while saving
@@ -105,8 +106,9 @@ def _set_rng_states(states: dict, tensors: dict[str, torch.Tensor],
 class Checkpoints:
     """The checkpoints of one run, in ``folder``; every process calls every method."""
 
-    def __init__(self, folder: Path, accelerator) -> None:
-        self.folder, self.accelerator = Path(folder), accelerator
+    def __init__(self, folder: Path, accelerator, reach: int) -> None:
+        """``reach``: how many steps back from the latest a rollback may need to go."""
+        self.folder, self.accelerator, self.reach = Path(folder), accelerator, reach
         self.rank = accelerator.process_index
         if accelerator.is_main_process:
             # One writer per run: e.g. a stage left running by a `dvc repro` killed with
@@ -127,8 +129,9 @@ class Checkpoints:
         return path if path.is_dir() else None
 
     def good_before(self, step: int) -> Path:
-        """The newest checkpoint whose weights passed a later step's checks: the weights of
-        step j wrote step j + 1's rollouts, so one before ``step - 1`` (or the start)."""
+        """The newest checkpoint whose weights wrote none of the rollouts from ``step`` on and
+        passed a later step's checks: the weights of step j wrote step j + 1's rollouts, so one
+        at ``step - 2`` or before (or the start)."""
         kept = sorted(self.folder.glob("step-*"), reverse=True)
         return next(path for path in kept if int(path.name[5:]) <= max(step - 2, 0))
 
@@ -161,8 +164,10 @@ class Checkpoints:
             pointer = self.folder / f".{LATEST}"
             pointer.write_text(final.name)
             os.replace(pointer, self.folder / LATEST)  # the checkpoint counts from here on
-            # Two are kept: the newest has not been checked by a later step yet.
-            for old in sorted(self.folder.glob("step-*"), reverse=True)[2:]:
+            # Kept: every checkpoint within `reach` steps and the newest one beyond it.
+            kept = sorted(self.folder.glob("step-*"), reverse=True)
+            beyond = [path for path in kept if int(path.name[5:]) <= progress.step - self.reach]
+            for old in beyond[1:]:
                 shutil.rmtree(old)
             for leftover in self.folder.glob(".partial-*"):  # of a save killed midway
                 shutil.rmtree(leftover)

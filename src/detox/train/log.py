@@ -1,0 +1,62 @@
+"""The per-step training log: one row per PPO step of TRL's stats under names that say what
+they are, written as dvclive series (``dvc plots show``, ``dvc plots diff``).
+
+TRL 0.11.4 calls the classifier's number the *score* (``ppo/mean_scores``) and the number PPO
+maximises the *reward*: the score minus beta times the KL to the reference, per continuation.
+Both are logged; so is everything that shows how an update went (entropy, losses, clip
+fractions, the policy's KL between before and after its update, the value head's fit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from dvclive import Live
+
+# Row name -> TRL 0.11.4 stat. KL and entropy are nats per continuation, summed over its tokens.
+TRL_STATS = {
+    "score_mean": "ppo/mean_scores",
+    "score_std": "ppo/std_scores",
+    "kl": "objective/kl",
+    "kl_coef": "objective/kl_coef",  # beta used for this step's rewards
+    "entropy": "objective/entropy",
+    "loss_policy": "ppo/loss/policy",
+    "loss_value": "ppo/loss/value",
+    "clipfrac_policy": "ppo/policy/clipfrac",
+    "clipfrac_value": "ppo/val/clipfrac",
+    "approx_kl_update": "ppo/policy/approxkl",  # old vs updated policy within the step
+    "value_explained_variance": "ppo/val/var_explained",
+    "return_mean": "ppo/returns/mean",
+}
+# What the loop adds: samples, the KL-penalised reward, the share of toxic continuations'
+# probability, their lengths, and the upper bound on new tokens drawn for the batch.
+COLUMNS = ("step", "samples", *TRL_STATS, "reward_mean", "toxicity_mean", "response_tokens",
+           "max_new_tokens")
+
+
+def log_row(step: int, stats: Mapping[str, object], **measured: float) -> dict[str, float]:
+    """One step's row from TRL's ``stats`` and what the loop measured itself."""
+    row = {"step": step, **{name: float(stats[trl]) for name, trl in TRL_STATS.items()},
+           **{name: float(value) for name, value in measured.items()}}
+    row["reward_mean"] = row["score_mean"] - row["kl_coef"] * row["kl"]
+    row["samples"] = int(row["samples"])
+    return {name: row[name] for name in COLUMNS}
+
+
+class LiveSeries:
+    """The log as dvclive series in ``folder``; the rows given first (a resumed run's) are
+    written again, so each step appears once whatever happened to an earlier attempt."""
+
+    def __init__(self, folder: str | Path, rows: list[dict[str, float]]) -> None:
+        self.live = Live(str(folder), resume=False, report=None, save_dvc_exp=False,
+                         dvcyaml=None)
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Mapping[str, float]) -> None:
+        self.live.step = int(row["step"])
+        for name, value in row.items():
+            if name != "step":
+                self.live.log_metric(name, value)
+        self.live.next_step()

@@ -52,6 +52,8 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
             assert summary["prompts"] == EVAL_PROMPTS and summary["n"] == EVAL_PROMPTS * k
             assert 0 <= summary["mean_toxicity"] <= summary["expected_max_toxicity"] <= 1
             assert summary["perplexity"] > 1
+            assert summary["kl_to_base"] >= 0 and 0 < summary["distinct_2_per_prompt"] <= 1
+        assert by_model["base"]["kl_to_base"] == 0  # the base's own samples
         difference = by_model["detoxified_minus_base"]["mean_toxicity"]
         assert difference["ci_low"] <= difference["diff"] <= difference["ci_high"]
     for toxic_set in ("in_distribution", "ood_toxic"):
@@ -60,17 +62,33 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
 
     training = metrics(repo, "train")
     assert training["steps"] == yaml.safe_load((ROOT / "params.yaml").read_text())["ppo"]["steps"]
-    assert training["reward_mean_end"] > training["reward_mean_start"]
+    assert training["score_mean_end"] > training["score_mean_start"]
     assert 0 < training["trainable_params"] < training["total_params"]
 
     report = (repo / "metrics/report.md").read_text()
     assert "## Base model performance" in report and "Exp. Max Toxicity" in report
     for path in ("data/models/detoxified/config.json", "plots/toxicity.png",
                  "plots/toxicity_histograms.png", "plots/fluency_vs_toxicity.png",
-                 "plots/train_curve.csv", "plots/eval_toxicity.csv",
+                 "plots/train/plots/metrics/score_mean.tsv", "plots/eval_toxicity.csv",
                  "data/rollouts/ood_benign.parquet", "data/raw/train.json",
                  "data/models/base/source.json"):
         assert (repo / path).is_file(), path
+
+
+def test_dvc_plots_show_renders_every_training_stat_per_step(repo):
+    rendered = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    steps = yaml.safe_load((ROOT / "params.yaml").read_text())["ppo"]["steps"]
+    series = {}  # the dvc.yaml panels: stat -> the steps drawn
+    for name, plots in rendered.items():
+        if not name.startswith("training"):
+            continue
+        for plot in plots:
+            for row in plot["content"]["data"]["values"]:
+                field = row["filename::field"].split("::")[1]
+                series.setdefault(field, []).append(int(row["step"]))
+    assert {"score_mean", "reward_mean", "kl", "kl_coef", "entropy", "loss_policy",
+            "loss_value", "clipfrac_policy", "toxicity_mean", "response_tokens"} <= set(series)
+    assert all(sorted(found) == list(range(1, steps + 1)) for found in series.values())
 
 
 def test_the_detoxified_folder_loads_and_carries_a_model_card_with_the_eval_results(repo):

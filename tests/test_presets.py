@@ -85,3 +85,12 @@ def test_every_paper_preset_value_says_where_it_comes_from(preset):
         if is_value:
             assert any(tag in line for tag in ("[paper]", "[trl]", "[ours]")), \
                 f"{preset}.yaml:{number} has no origin tag: {line.strip()}"
+
+
+def test_the_paper_presets_keep_the_papers_reward_and_trls_kl_control():
+    for preset in ("paper-rtp", "paper-jigsaw"):
+        params = composed(f"preset={preset}")
+        assert params["reward"] == "neutral_logit"
+        ppo = params["ppo"]
+        assert (ppo["init_kl_coef"], ppo["adaptive_kl"], ppo["target_kl"], ppo["kl_horizon"]) \
+            == (0.2, True, 6.0, 10000)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from detox.review import dvc_json
-from detox.sweep import read_sweep, series
+from detox.sweep import read_sweep, trade_off
 from project import ROOT, run
 
 # The evaluate stage's results, made up from `layers`, through the real headline writer.
@@ -72,19 +72,24 @@ def test_the_sweep_table_and_plot_hold_every_experiment(swept_repo):
     assert table[0] == "| experiment | `layers` | in_distribution | ood_toxic | ood_benign | diverged |"
     # one row per experiment, in swept order: base → detoxified (perplexity ratio), diverged
     assert [row.split(" | ")[1:] for row in table[2:]] == [
-        ["6", "0.800 → 0.100 (×2.50)", "0.700 → 0.050 (×2.50)", "0.100 → 0.050 (×2.50)", "no |"],
-        ["8", "0.800 → 0.075 (×3.00)", "0.700 → 0.037 (×3.00)", "0.100 → 0.050 (×3.00)", "no |"],
-        ["10", "0.800 → 0.060 (×3.50)", "0.700 → 0.030 (×3.50)", "0.100 → 0.050 (×3.50)",
-         "yes |"]]
+        ["6", "0.800 → 0.100 (×2.50, KL 0.060)", "0.700 → 0.050 (×2.50, KL 0.060)",
+         "0.100 → 0.050 (×2.50, KL 0.060)", "no |"],
+        ["8", "0.800 → 0.075 (×3.00, KL 0.080)", "0.700 → 0.037 (×3.00, KL 0.080)",
+         "0.100 → 0.050 (×3.00, KL 0.080)", "no |"],
+        ["10", "0.800 → 0.060 (×3.50, KL 0.100)", "0.700 → 0.030 (×3.50, KL 0.100)",
+         "0.100 → 0.050 (×3.50, KL 0.100)", "yes |"]]
     # what every experiment changed from the baseline is said once, not as a column
     assert "All experiments: `ppo.steps=2`." in text
-    assert "![detoxified toxicity and perplexity ratio per eval set](../plots/sweep.png)" in text
+    assert "![toxicity against fluency cost per eval set](../plots/sweep.png)" in text
     assert (swept_repo / "plots" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
-    drawn = series(read_sweep(dvc_json(swept_repo, "exp", "show")))
-    assert drawn.labels == ["6", "8", "10"] and drawn.xlabel == "layers"
-    assert drawn.lines["toxicity_detoxified"]["in_distribution"] == pytest.approx([0.1, 0.075, 0.06])
-    assert drawn.lines["perplexity_ratio"]["ood_benign"] == [2.5, 3.0, 3.5]
+    drawn = trade_off(read_sweep(dvc_json(swept_repo, "exp", "show")))
+    # one labelled point per experiment at (perplexity ratio, detoxified toxicity): a
+    # trade-off, not a line through unrelated experiments; the base model once per set
+    assert drawn.labels == ["layers=6", "layers=8", "layers=10"]
+    assert drawn.points["in_distribution"] == [(2.5, 0.1), (3.0, 0.075), (3.5, 0.06)]
+    assert drawn.points["ood_benign"] == [(2.5, 0.05), (3.0, 0.05), (3.5, 0.05)]
+    assert drawn.base == {"in_distribution": 0.8, "ood_toxic": 0.7, "ood_benign": 0.1}
 
 
 def test_queued_experiments_are_named_not_tabulated(swept_repo):

@@ -39,14 +39,16 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
-def outputs(repo: Path) -> tuple[dict, dict]:
-    """metrics/train.json and the trained weights."""
+def outputs(repo: Path) -> tuple[dict, dict, dict]:
+    """metrics/train.json, the trained weights and the dvclive series, file by file."""
     summary = json.loads((repo / "metrics/train.json").read_text())
-    return summary, load_file(repo / "data/models/trained/model.safetensors")
+    series = {path.name: path.read_text()
+              for path in sorted((repo / "plots/train/plots/metrics").glob("*.tsv"))}
+    return summary, load_file(repo / "data/models/trained/model.safetensors"), series
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(repo, tmp_path_factory) -> tuple[dict, dict]:
+def uninterrupted(repo, tmp_path_factory) -> tuple[dict, dict, dict]:
     """What the same run gives without a break (trained in a copy of the repository)."""
     twin = tmp_path_factory.mktemp("twin") / "repo"
     shutil.copytree(repo, twin)
@@ -54,11 +56,13 @@ def uninterrupted(repo, tmp_path_factory) -> tuple[dict, dict]:
     return outputs(twin)
 
 
-def same_outputs(repo: Path, expected: tuple[dict, dict]) -> None:
-    summary, weights = outputs(repo)
+def same_outputs(repo: Path, expected: tuple[dict, dict, dict]) -> None:
+    summary, weights, series = outputs(repo)
     assert summary == expected[0]
     assert weights.keys() == expected[1].keys()
     assert all((weights[name] == expected[1][name]).all() for name in weights)
+    # every step once, as if never interrupted: none lost, none written twice
+    assert len(series) >= 8 and series == expected[2]
 
 
 def latest_step(repo: Path) -> int:

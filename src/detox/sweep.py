@@ -1,10 +1,11 @@
 """``python -m detox.sweep``: the experiments of a sweep side by side.
 
 After ``dvc exp run --queue -S 'layers=6,8,10'`` and ``dvc queue start``, this reads ``dvc exp
-show --json`` and writes a markdown table (one row per experiment of the workspace's baseline:
-the params that differ between them, per eval set mean toxicity base → detoxified and the
-perplexity ratio, diverged) and a plot of detoxified toxicity and perplexity ratio per eval set
-against the swept params.
+show --json`` and writes a markdown table (one row per experiment of the workspace's baseline,
+or of ``--baseline REV``: the params that differ between them, per eval set mean toxicity
+base → detoxified, the perplexity ratio and the KL to the base, diverged) and a plot of the
+trade-off: per eval set, one labelled point per experiment at its fluency cost (perplexity
+ratio) and its detoxified toxicity, with the base model marked.
 """
 
 from __future__ import annotations
@@ -50,17 +51,19 @@ def _experiment(entry: dict) -> tuple[Experiment, str]:
 
 
 def read_sweep(exp_show: list[dict]) -> Sweep:
-    """The experiments of the baseline in ``dvc exp show --json`` (its first entry is the
-    workspace, the next one the baseline commit)."""
-    baseline = next(entry for entry in exp_show if entry["rev"] != "workspace")
+    """The experiments of the baselines in ``dvc exp show --json`` (its first entry is the
+    workspace, the next ones the baseline commits: one, or each ``--rev`` asked for), compared
+    with the first baseline's params."""
+    baselines = [entry for entry in exp_show if entry["rev"] != "workspace"]
     done, pending = [], []
-    for entry in baseline.get("experiments") or []:
+    for entry in (experiment for baseline in baselines
+                  for experiment in baseline.get("experiments") or []):
         experiment, state = _experiment(entry)
         if experiment.headline:
             done.append(experiment)
         else:
             pending.append(f"{experiment.name} ({state})")
-    return Sweep(_params(baseline["data"]), done, pending)
+    return Sweep(_params(baselines[0]["data"]), done, pending)
 
 
 def swept(sweep: Sweep) -> tuple[list[str], dict[str, Any]]:
@@ -94,7 +97,9 @@ def _set_cell(headline: dict[str, Any], eval_set: str) -> str:
     if None in values:
         return "—"
     base, detoxified, ratio = values
-    return f"{base:.3f} → {detoxified:.3f} (×{ratio:.2f})"
+    kl = headline.get(f"{eval_set}.kl_to_base")
+    return f"{base:.3f} → {detoxified:.3f} (×{ratio:.2f}" + (
+        f", KL {kl:.3f})" if kl is not None else ")")
 
 
 def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
@@ -106,7 +111,8 @@ def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
              *(_set_cell(experiment.headline, eval_set) for eval_set in sets),
              cell(experiment.headline.get("diverged"))] for experiment in experiments]
     lines = ["## Sweep", "",
-             "Per eval set: mean toxicity base → detoxified (detoxified / base perplexity).", ""]
+             "Per eval set: mean toxicity base → detoxified (detoxified / base perplexity, the "
+             "detoxified policy's KL to the base in nats per token).", ""]
     if shared:
         lines += ["All experiments: " + ", ".join(f"`{key}={cell(value)}`"
                                                  for key, value in shared.items()) + ".", ""]
@@ -115,57 +121,67 @@ def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
     if sweep.pending:
         lines += ["", "Without results: " + ", ".join(sweep.pending) + "."]
     if plot_link and rows:
-        lines += ["", f"![detoxified toxicity and perplexity ratio per eval set]({plot_link})"]
+        lines += ["", f"![toxicity against fluency cost per eval set]({plot_link})"]
     return "\n".join(lines) + "\n"
 
 
 @dataclass
-class Series:
-    """What the plot draws: one x label per experiment, and per plotted headline key one line
-    of values per eval set."""
+class TradeOff:
+    """What the plot draws: per eval set, the base model's toxicity and one point per
+    experiment at (perplexity ratio, detoxified toxicity), with the experiment's label."""
     labels: list[str]
-    xlabel: str
-    lines: dict[str, dict[str, list[float]]]
-
-
-PLOTTED = {"toxicity_detoxified": "detoxified mean toxicity",
-           "perplexity_ratio": "perplexity, detoxified / base"}
+    base: dict[str, float | None]
+    points: dict[str, list[tuple[float | None, float | None]]]
 
 
 def _label(experiment: Experiment, varying: list[str]) -> str:
-    """The swept values (named when several params vary; the axis names a single one)."""
+    """The swept value where one param varies; else the experiment's name (``dvc exp run -n``
+    names it for what it tried), which stays readable beside a point."""
     if len(varying) == 1:
-        return str(experiment.params.get(varying[0]))
-    return ", ".join(f"{key}={experiment.params.get(key)}" for key in varying) or experiment.name
+        return f"{varying[0]}={experiment.params.get(varying[0])}"
+    return experiment.name
 
 
-def series(sweep: Sweep) -> Series:
+def trade_off(sweep: Sweep) -> TradeOff:
     """What ``plot`` draws, in the table's order."""
     varying, _ = swept(sweep)
     experiments = _sorted(sweep, varying)
     labels = [_label(experiment, varying) for experiment in experiments]
-    if len(set(labels)) < len(labels):  # reruns of the same params: one point each, not one x
+    if len(set(labels)) < len(labels):  # reruns of the same params: told apart by name
         labels = [f"{label} ({e.name})" for label, e in zip(labels, experiments)]
-    lines = {key: {eval_set: [e.headline.get(f"{eval_set}.{key}") for e in experiments]
-                   for eval_set in _sets(experiments)} for key in PLOTTED}
-    return Series(labels, ", ".join(varying) or "experiment", lines)
+    sets = _sets(experiments)
+    base = {eval_set: next((e.headline[f"{eval_set}.toxicity_base"] for e in experiments
+                            if f"{eval_set}.toxicity_base" in e.headline), None)
+            for eval_set in sets}
+    points = {eval_set: [(e.headline.get(f"{eval_set}.perplexity_ratio"),
+                          e.headline.get(f"{eval_set}.toxicity_detoxified"))
+                         for e in experiments] for eval_set in sets}
+    return TradeOff(labels, base, points)
 
 
-def plot(data: Series, path: Path) -> None:
-    """Detoxified mean toxicity and perplexity ratio per eval set against the swept params."""
+def plot(data: TradeOff, path: Path) -> None:
+    """Per eval set, detoxified toxicity against the perplexity ratio: one labelled point per
+    experiment (lower left is better), the base model at ratio 1."""
     import matplotlib
     matplotlib.use("Agg")  # files only, also on machines without a display
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(10, 4), constrained_layout=True)
-    for axis, (key, title) in zip(axes, PLOTTED.items()):
-        for eval_set, values in data.lines[key].items():
-            axis.plot(data.labels, values, marker="o", label=eval_set)
-        axis.set_title(title)
-        axis.set_xlabel(data.xlabel)
-    axes[0].set_ylim(bottom=0)
-    axes[1].axhline(1.0, color="grey", linewidth=0.8, linestyle="--")  # fluency unchanged
-    axes[0].legend()
+    sets = list(data.points)
+    figure, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4.5), squeeze=False,
+                                constrained_layout=True)
+    for axis, eval_set in zip(axes[0], sets):
+        drawn = [(x, y, label) for (x, y), label in zip(data.points[eval_set], data.labels)
+                 if x is not None and y is not None]
+        axis.scatter([x for x, _, _ in drawn], [y for _, y, _ in drawn], s=20)
+        for x, y, label in drawn:
+            axis.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if data.base[eval_set] is not None:
+            axis.scatter([1.0], [data.base[eval_set]], marker="*", s=120, color="black",
+                         label="base model")
+            axis.legend(loc="upper right", fontsize=7)
+        axis.set(title=eval_set, xlabel="perplexity, detoxified / base (fluency cost)",
+                 ylabel="detoxified mean toxicity")
+        axis.set_ylim(bottom=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -177,12 +193,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="markdown table (default: metrics/sweep.md)")
     parser.add_argument("--plot", type=Path, default=Path("plots/sweep.png"),
                         help="PNG plot (default: plots/sweep.png)")
+    parser.add_argument("--baseline", metavar="REV", action="append", default=[],
+                        help="a commit whose experiments to compare (default: HEAD); repeat it "
+                             "for a sweep queued over several commits")
     args = parser.parse_args(argv)
     root = dvc_root(Path.cwd())
-    sweep = read_sweep(dvc_json(root, "exp", "show"))
+    revisions = [option for rev in args.baseline for option in ("--rev", rev)]
+    sweep = read_sweep(dvc_json(root, "exp", "show", *revisions))
     out, plot_path = Path.cwd() / args.out, Path.cwd() / args.plot
     if sweep.done:
-        plot(series(sweep), plot_path)
+        plot(trade_off(sweep), plot_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the image link is relative to the markdown file, so it opens where the file is read
     out.write_text(markdown(sweep, os.path.relpath(plot_path, out.parent)))

@@ -4,11 +4,16 @@ manifests and clear errors."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import GPTNeoForCausalLM
 
 from detox import DetoxError
@@ -25,7 +30,7 @@ from detox.scoring import load_scorer
 from detox.toxicity import BUILTIN_MARKER, PackagedScorer, neutral_index, toxicity
 from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
                           wiki_toxic_parquet, wikitext_txt)
-from project import composed
+from project import ROOT, composed
 from test_scoring import CPU, TEXTS
 
 
@@ -115,6 +120,33 @@ def test_unreachable_policy_and_scorer_say_which_param(tmp_path):
     with pytest.raises(DetoxError, match=r"model\.scorer='facebook/roberta.*set model\.scorer"):
         snapshot_classifier("facebook/roberta-hate-speech-dynabench-r4-target", tmp_path / "s",
                             "model.scorer")
+
+
+@pytest.mark.parametrize("stage, param, source", [
+    ("download_lm", "model.policy", "EleutherAI/gpt-neo-125m"),
+    ("download_data", "data.train", "allenai/real-toxicity-prompts?split=train"),
+])
+def test_unreachable_hub_fails_in_one_line_without_retrying(tmp_path, stage, param, source):
+    # Not offline mode: the network is there but refuses (nothing listens on port 9), so only
+    # the stage's own check stands between it and the loaders' retries (over a minute, dozens
+    # of MaxRetryError lines).
+    section, name = param.split(".")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({section: {name: source}}))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env.update(PYTHONPATH=str(ROOT / "src"), HF_ENDPOINT="http://127.0.0.1:9",
+               HF_HOME=str(tmp_path / "hf"))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), param,
+                             str(tmp_path / "out")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: params.yaml: {param}={source!r}: the hub "
+                               "(http://127.0.0.1:9) cannot be reached")
+    assert f"huggingface-cli download {source.partition('?')[0]}" in lines[0]
+    assert seconds < 45, seconds  # Python's start-up and imports; the retries took over 75 s
+    assert not (tmp_path / "out").exists()
 
 
 def test_local_checkpoints_snapshot_with_manifest(tmp_path, tiny_neo_dir, roberta_scorer_dir):

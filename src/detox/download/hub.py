@@ -11,7 +11,8 @@ from pathlib import Path
 from detox import DetoxError
 
 SOURCE_FILE = "source.json"  # in every snapshot folder: where it came from
-PROBE_SECONDS = 5.0
+PROBE_SECONDS = 5.0  # enough for a slow link's first answer, short beside the loaders' retries
+
 
 def offline_hint(param: str, source: str, dataset: bool = False) -> str:
     """How to pre-download ``source`` and point ``param`` at the local copy."""
@@ -33,16 +34,13 @@ def first_line(error: object) -> str:
 
 
 def hub_unreachable(timeout: float = PROBE_SECONDS) -> str | None:
-    """Why the hub cannot be reached now (one line), or None when it can or when offline mode
-    (``HF_HUB_OFFLINE``) already makes the loaders use the local cache only.
+    """Why the hub cannot be reached now, in one line; None when it answers.
 
-    Without this, an unreachable hub costs over a minute of retries and a screen of
+    Without this check, an unreachable hub costs over a minute of retries and a screen of
     ``MaxRetryError`` lines per file before the loaders give up.
     """
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        return None
     try:
         urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
                                timeout=timeout).close()
@@ -55,8 +53,17 @@ def hub_unreachable(timeout: float = PROBE_SECONDS) -> str | None:
 
 
 def require_hub(param: str, source: str, dataset: bool = False) -> None:
-    """Stop at once, in one line with the offline advice, when ``source`` needs an unreachable hub."""
-    reason = hub_unreachable()
+    """Stop at once, in one line with the offline advice, where ``source`` is on a hub that
+    cannot be reached. In offline mode the loaders use their local cache only: no check."""
+    if dataset:
+        import datasets
+
+        offline = datasets.config.HF_HUB_OFFLINE  # HF_DATASETS_OFFLINE counts too
+    else:
+        from huggingface_hub import constants
+
+        offline = constants.HF_HUB_OFFLINE
+    reason = None if offline else hub_unreachable()
     if reason:
         raise DetoxError(f"params.yaml: {param}={source!r}: {reason}. "
                          + offline_hint(param, source, dataset)

@@ -3,12 +3,19 @@ manifests and clear errors."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import GPTNeoForCausalLM
 
 from detox import DetoxError
@@ -16,6 +23,7 @@ from detox.models import load_tokenizer
 from detox.device import resolve_device
 from detox.download.builtin import corpus
 from detox.download.classifiers import snapshot_classifier
+from detox.download.hub import hub_unreachable
 from detox.download.lms import snapshot_lm
 from detox.download.prompts import load_prompts, normalise
 from detox.params import parse
@@ -25,7 +33,7 @@ from detox.scoring import load_scorer
 from detox.toxicity import BUILTIN_MARKER, PackagedScorer, neutral_index, toxicity
 from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
                           wiki_toxic_parquet, wikitext_txt)
-from project import composed
+from project import ROOT, composed
 from test_scoring import CPU, TEXTS
 
 
@@ -115,6 +123,54 @@ def test_unreachable_policy_and_scorer_say_which_param(tmp_path):
     with pytest.raises(DetoxError, match=r"model\.scorer='facebook/roberta.*set model\.scorer"):
         snapshot_classifier("facebook/roberta-hate-speech-dynabench-r4-target", tmp_path / "s",
                             "model.scorer")
+
+
+@pytest.mark.parametrize("stage, param, source", [
+    ("download_lm", "model.policy", "EleutherAI/gpt-neo-125m"),
+    ("download_data", "data.train", "allenai/real-toxicity-prompts?split=train"),
+])
+def test_unreachable_hub_fails_in_one_line_without_retrying(tmp_path, stage, param, source):
+    # Not offline mode: the network is there but refuses (nothing listens on port 9), so only
+    # the stage's own check stands between it and the loaders' retries (over a minute, dozens
+    # of MaxRetryError lines).
+    section, name = param.split(".")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({section: {name: source}}))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env.update(PYTHONPATH=str(ROOT / "src"), HF_ENDPOINT="http://127.0.0.1:9",
+               HF_HOME=str(tmp_path / "hf"))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), param,
+                             str(tmp_path / "out")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines  # each retry prints lines
+    assert lines[0].startswith(f"error: params.yaml: {param}={source!r}: the hub "
+                               "(http://127.0.0.1:9) cannot be reached")
+    assert f"huggingface-cli download {source.partition('?')[0]}" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_hub_probe_answers_within_its_timeout(monkeypatch):
+    from huggingface_hub import constants
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # any answer means reachable
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        assert hub_unreachable() is None
+    finally:
+        server.shutdown()
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    started = time.monotonic()
+    assert hub_unreachable(timeout=2).startswith("the hub (http://127.0.0.1:9) cannot be reached")
+    assert time.monotonic() - started < 10  # one refused connection, not retries with backoff
 
 
 def test_local_checkpoints_snapshot_with_manifest(tmp_path, tiny_neo_dir, roberta_scorer_dir):

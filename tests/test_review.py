@@ -96,6 +96,26 @@ def test_plots_are_linked_locally_and_attached_in_ci(two_commits):
     assert "[this CI run](https://ci.example/runs/7)" in ci and "`plots/toxicity.png`" in ci
 
 
+def test_it_says_which_stages_the_runner_reran_and_which_it_restored(two_commits):
+    repo = two_commits
+    (repo / "in.txt").write_text("1\n")  # a stage without deps would always rerun
+    run(repo, "dvc", "stage", "add", "-q", "-n", "count", "-d", "in.txt", "-o", "count.txt",
+        "cp in.txt count.txt")
+    ran = run(repo, "dvc", "repro")
+    (repo / "count.txt").unlink()
+    restored = run(repo, "dvc", "repro")  # the local run-cache has the first run
+    for log, said in ((ran, "Rerun on this machine: `count`."),
+                      (restored, "Restored from the run-cache, not rerun: `count`.")):
+        (repo / "repro.log").write_text(log.stdout + log.stderr)
+        text = review(repo, "--base", "base", "--repro-log", "repro.log").stdout
+        assert "### Where the numbers come from" in text and said in text
+        assert text.count("`count`") == 1
+    (repo / "repro.log").write_text("")
+    nothing = review(repo, "--base", "base", "--repro-log", "repro.log").stdout
+    assert "No stage was rerun or restored" in nothing
+    assert "Where the numbers come from" not in review(repo, "--base", "base").stdout
+
+
 def test_a_missing_base_revision_is_one_line(two_commits):
     repo = two_commits
     result = review(repo, "--base", "no-such-branch", check=False)

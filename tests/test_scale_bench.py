@@ -1,5 +1,5 @@
-"""The GPU benchmark script (detox.bench) runs, here on CPU with a tiny shape, and its memory
-estimate counts the parameters the policy really trains."""
+"""The model-size benchmark (detox.bench.scale) runs, here on CPU with a tiny shape, and its
+memory estimate counts the parameters the loaded policy and reference really hold."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import GPTNeoForCausalLM
 
-from detox.bench import estimate, main, policy_config
+from detox.bench.scale import estimate, main, policy_config
 from detox.train.policy import count_parameters, load_trainable
 from project import ROOT
 
@@ -20,7 +20,6 @@ def test_the_estimate_counts_the_papers_trainable_parameters():
     full = estimate(policy_config("125m"), 8, None, LORA_TARGETS)
     assert full["trainable"] == 56_686_849  # the paper's count
     assert full["params"] == 125_198_592 + 768 + 1
-    assert full["reference_copy_bytes"] == 4 * full["trainable"]
     adapted = estimate(policy_config("125m"), 8, 8, LORA_TARGETS)
     assert adapted["trainable"] == 885_505 and adapted["reference_copy_bytes"] == 0
     assert adapted["params"] == 125_198_592 + 884_736 + 768 + 1
@@ -31,13 +30,18 @@ def test_the_estimate_agrees_with_the_loaded_policy(tmp_path, adapter, lora):
     torch.manual_seed(0)
     config = policy_config("tiny")
     GPTNeoForCausalLM(config).save_pretrained(tmp_path)
-    policy, _ = load_trainable(tmp_path, 5, torch.device("cpu"), 0,
-                               lora if adapter == "lora" else None)
+    policy, reference = load_trainable(tmp_path, 5, torch.device("cpu"), 0,
+                                       lora if adapter == "lora" else None)
     counts = count_parameters(policy)
     estimated = estimate(config, 5, lora.rank if adapter == "lora" else None,
                          lora.target_modules)
     assert (estimated["trainable"], estimated["params"]) == (counts["trainable_params"],
                                                              counts["total_params"])
+    # what the reference holds beyond the tensors it shares with the policy
+    shared = {p.data_ptr() for p in policy.parameters()}
+    own = [] if reference is None else [p for p in reference.parameters()
+                                        if p.data_ptr() not in shared]
+    assert estimated["reference_copy_bytes"] == sum(p.numel() * p.element_size() for p in own)
 
 
 @pytest.mark.slow  # the GPU script's code path on CPU (the device run is what it is for)

@@ -84,7 +84,8 @@ def script_of(stage: dict) -> Path:
 
 def drift(stage: dict) -> tuple[set[str], set[str]]:
     """(imported but not declared, declared but never imported) code files of ``stage``."""
-    declared = {dep for dep in stage["deps"] if dep.startswith(("src/", "stages/"))}
+    declared = {dep for dep in stage["deps"]
+                if dep.startswith(("src/", "stages/")) and dep.endswith(".py")}
     imported = code_deps(script_of(stage))
     return imported - declared, declared - imported
 

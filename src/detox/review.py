@@ -1,8 +1,9 @@
 """``python -m detox.review``: the markdown of a pull request's review comment.
 
 What a change did, against a base revision: the params it changed (``dvc params diff``), the
-headline metrics that moved (``dvc metrics diff`` on ``metrics/headline.json``) and the paper's
-plots. CI posts it on every pull request; run it locally to see the same text against any
+headline metrics that moved (``dvc metrics diff`` on ``metrics/headline.json``), where they
+came from (given the log of the ``dvc repro`` that got them: rerun on this machine or restored
+from the run-cache) and the paper's plots. CI posts it on every pull request; run it locally to see the same text against any
 revision: ``python -m detox.review --base main``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,9 @@ PLOTS = {  # path -> what it shows
     "plots/fluency_vs_toxicity.png": "perplexity against toxicity",
 }
 HERE = "this change"  # the workspace: in CI, the pull request's results
+# What `dvc repro` prints for a stage it runs, and for one it restores from the run-cache.
+RAN = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
+RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run", re.MULTILINE)
 
 
 def dvc_json(root: Path, *args: str) -> dict:
@@ -101,6 +106,29 @@ def metrics_section(root: Path, base: str) -> str:
     return f"{heading}\n\n{body}"
 
 
+def provenance_section(repro_log: str) -> str:
+    """Which stages the ``dvc repro`` whose output is ``repro_log`` reran and which it restored.
+
+    A rerun's numbers come from this machine's floating point: on another CPU type than the
+    author's they can move in their last digits even where the change touched nothing.
+    """
+    def names(pattern: re.Pattern) -> str:
+        return ", ".join(f"`{name}`" for name in dict.fromkeys(pattern.findall(repro_log)))
+
+    ran, restored = names(RAN), names(RESTORED)
+    lines = []
+    if ran:
+        lines.append(f"Rerun on this machine: {ran}. Numbers they wrote can differ from the "
+                     "author's run in their last digits where the CPU type differs, even if "
+                     "this change did not touch them; a DVC remote with the author's shared "
+                     "runs (`python -m detox.share`) restores them instead.")
+    if restored:
+        lines.append(f"Restored from the run-cache, not rerun: {restored}.")
+    if not lines:
+        lines.append("No stage was rerun or restored: the numbers are the committed ones.")
+    return "### Where the numbers come from\n\n" + "\n\n".join(lines)
+
+
 def plots_section(root: Path, base: str, plots_url: str | None) -> str:
     present = [path for path in PLOTS if (root / path).exists()]
     if plots_url:
@@ -116,13 +144,18 @@ def plots_section(root: Path, base: str, plots_url: str | None) -> str:
     return "### Plots\n\n" + "\n\n".join(lines)
 
 
-def review(cwd: Path, base: str, plots_url: str | None = None) -> str:
-    """The review markdown for the workspace around ``cwd`` against revision ``base``."""
+def review(cwd: Path, base: str, plots_url: str | None = None,
+           repro_log: str | None = None) -> str:
+    """The review markdown for the workspace around ``cwd`` against revision ``base``; with
+    ``repro_log`` (the output of the ``dvc repro`` that got the results) it says which stages
+    were rerun and which restored."""
     root = dvc_root(cwd)
     commit = short_commit(root, base)
     sections = [f"## detox review: {HERE} against `{base}` ({commit})",
-                params_section(root, base), metrics_section(root, base),
-                plots_section(root, base, plots_url)]
+                params_section(root, base), metrics_section(root, base)]
+    if repro_log is not None:
+        sections.append(provenance_section(repro_log))
+    sections.append(plots_section(root, base, plots_url))
     return "\n\n".join(sections) + "\n"
 
 
@@ -131,8 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", default="main", help="revision to compare with (default: main)")
     parser.add_argument("--out", type=Path, help="write the markdown here (default: stdout)")
     parser.add_argument("--plots-url", help="where CI attached the plots (its run's page)")
+    parser.add_argument("--repro-log", type=Path,
+                        help="the output of the dvc repro that got the results (CI's)")
     args = parser.parse_args(argv)
-    text = review(Path.cwd(), args.base, args.plots_url)
+    log = args.repro_log.read_text() if args.repro_log else None
+    text = review(Path.cwd(), args.base, args.plots_url, log)
     if args.out:
         args.out.write_text(text)
     else:

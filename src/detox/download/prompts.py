@@ -25,7 +25,7 @@ import pandas as pd
 
 from detox import DetoxError
 from detox.download.builtin import corpus
-from detox.download.hub import first_line, offline_hint
+from detox.download.hub import first_line, offline_hint, require_hub
 from detox.toxicity import PackagedScorer, toxicity
 
 # Rows drawn from each builtin family; the builtin policy is taught an independent draw.
@@ -84,6 +84,8 @@ def _load_dataset(source: str, param: str):
     builder = FILE_BUILDERS.get(Path(path).suffix.lower())
     if builder and "://" not in path and not Path(path).is_file():
         raise DetoxError(f"params.yaml: {param}={source!r}: no such file")
+    if not Path(path).exists():
+        require_hub(param, source, dataset=True)
     try:
         if builder:
             dataset = datasets.load_dataset(builder, data_files=path,

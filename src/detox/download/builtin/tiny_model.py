@@ -1,12 +1,21 @@
-"""The offline default policy: a tiny 12-block GPT-Neo taught the builtin corpus.
+"""The builder of the offline default policy: a tiny 12-block GPT-Neo taught the builtin corpus.
 
 It has gpt-neo-125m's depth and block layout (alternating global/local attention), so ``layers``
-means the same thing, at a width that trains in well under a minute on two CPU cores. Its
-byte-level BPE tokenizer is trained on the same corpus and saved beside it, like a real
-checkpoint's.
+means the same thing, at a width that trains in under a minute on two CPU cores. Its byte-level
+BPE tokenizer is trained on the same corpus and saved beside it, like a real checkpoint's.
+
+The pipeline does not run this: floating point differs between CPU types, so the weights it
+trains differ too. It ran once, and its output is shipped in ``tiny-gpt-neo/`` beside it, which
+``download_lm`` copies. To rebuild it (then compare it with the shipped one, which
+``tests/test_builtin_policy.py`` does by quality, not by bytes):
+
+    python -m detox.download.builtin.tiny_model --out <folder>
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -70,3 +79,20 @@ def build_policy(seed: int, steps: int = 300, batch_size: int = 64, corpus_size:
         optimizer.zero_grad()
     model.eval()
     return model, tokenizer
+
+
+def save_policy(dest: Path) -> None:
+    """Build the policy from the corpus's seed and save it with its tokenizer into ``dest``."""
+    model, tokenizer = build_policy(corpus.SEED)
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder to save it in")
+    save_policy(parser.parse_args(argv).out)
+
+
+if __name__ == "__main__":
+    main()

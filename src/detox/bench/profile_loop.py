@@ -1,8 +1,8 @@
-"""Where one PPO iteration of the project's loop spends its time (the notes: bench/PROFILE.md).
+"""Where one PPO iteration of the project's loop spends its time (the notes: docs/profile.md).
 
-    python bench/profile_ppo.py --threads 1 [the options of ppo_bench.py]
+    python -m detox.bench.profile_loop --threads 1 [the options of detox.bench.versus_trl]
 
-Builds the benchmark's models and prompts (``ppo_bench.prepare``), runs the project's loop for
+Builds the benchmark's models and prompts (``versus_trl.prepare``), runs the project's loop for
 one warm-up iteration, then profiles one iteration with cProfile (the call tree: generation,
 scoring, and inside TRL's ``step`` its no-grad forward passes, the mini-batch forward, backward
 and optimizer) and one with ``torch.profiler`` (the operators).
@@ -13,21 +13,18 @@ from __future__ import annotations
 import cProfile
 import pstats
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ppo_bench import ProjectLoop, parse_args, prepare  # noqa: E402
-
-from detox.device import scorer_dtype  # noqa: E402
-from detox.scoring import load_scorer  # noqa: E402
+from detox.bench.versus_trl import ProjectLoop, parse_args, prepare
+from detox.device import scorer_dtype
+from detox.scoring import load_scorer
 
 # (label, pstats function-name pattern): the calls whose cumulative time splits an iteration.
 CALLS = [
-    ("iteration", r"ppo_bench.py.*\(iteration\)"),
+    ("iteration", r"versus_trl.py.*\(iteration\)"),
     ("  generation (detox.generation.generate)", r"generation.py.*\(generate\)"),
     ("  scoring: scorer", r"toxicity.py.*\(logits\)"),
     ("  update: PPOTrainer.step", r"ppo_trainer.py.*\(step\)"),

@@ -1,6 +1,6 @@
 """One PPO iteration of the project's loop against TRL's toxicity example, side by side.
 
-    python bench/ppo_bench.py --shape tiny --device cpu --json bench.json --markdown
+    python -m detox.bench.versus_trl --shape tiny --device cpu --json bench.json --markdown
 
 Both loops run in this process, one after the other, on the same random-weight models, the same
 prompts and the same hyperparameters (the shape's preset in ``conf/``, then the options):
@@ -76,7 +76,6 @@ from detox.train.policy import load_trainable
 from detox.train.ppo import ppo_config
 from detox.train.rewards import rewards
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- shapes: same-shaped random-weight models ------------------------------------------------
@@ -170,7 +169,7 @@ class Bench:
 def settings(args: argparse.Namespace) -> tuple[TrainParams, EvalParams, tuple[int, int]]:
     """The shape's preset as ``conf/`` composes it, with the options' overrides, checked by the
     stages' own param schemas; and the prompts' length range (which prepare, not train, reads)."""
-    raw = compose(ROOT / "conf", SHAPES[args.shape].preset)
+    raw = compose(Path("conf"), SHAPES[args.shape].preset)  # run from the repository root
     overrides = {
         ("ppo", "batch_size"): args.batch_size, ("ppo", "mini_batch_size"): args.mini_batch_size,
         ("ppo", "ppo_epochs"): args.ppo_epochs, ("model", "device"): args.device,

@@ -1,11 +1,11 @@
 """Speed-up candidates for the project's loop: does one change what the loop learns, and does it
-pay? (the findings: bench/PROFILE.md)
+pay? (the findings: docs/profile.md)
 
-    python bench/candidates.py adam --threads 1 --iterations 3 [the options of ppo_bench.py]
-    python bench/candidates.py gelu --threads 1 --iterations 3
+    python -m detox.bench.candidates adam --threads 1 --iterations 3 [the options of detox.bench.versus_trl]
+    python -m detox.bench.candidates gelu --threads 1 --iterations 3
 
 adam  PPOTrainer's own Adam (torch's default implementation: a loop over the parameters on CPU)
-      against torch's foreach and fused implementations handed to it (``ppo_bench --adam``).
+      against torch's foreach and fused implementations handed to it (``versus_trl --adam``).
 gelu  the checkpoint's ``gelu_new`` (GPT-Neo's tanh GELU, written as seven elementwise ops)
       against ``gelu_pytorch_tanh`` (the same formula as one fused op): the same weights, only
       ``activation_function`` changed in a copy of the checkpoint's config.
@@ -30,12 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ppo_bench import Bench, ProjectLoop, parse_args, prepare  # noqa: E402
-
-from detox.device import scorer_dtype  # noqa: E402
-from detox.scoring import load_scorer  # noqa: E402
-from detox.train.policy import load_trainable  # noqa: E402
+from detox.bench.versus_trl import Bench, ProjectLoop, parse_args, prepare
+from detox.device import scorer_dtype
+from detox.scoring import load_scorer
+from detox.train.policy import load_trainable
 
 STATS = ("ppo/loss/total", "ppo/loss/policy", "ppo/loss/value", "objective/kl")
 
@@ -106,7 +104,7 @@ def steps(bench: Bench) -> tuple[np.ndarray, list[float]]:
 
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in CANDIDATES:
-        raise SystemExit(f"usage: candidates.py {{{','.join(CANDIDATES)}}} [ppo_bench options]")
+        raise SystemExit(f"usage: python -m detox.bench.candidates {{{','.join(CANDIDATES)}}} [versus_trl options]")
     variants, isolated = CANDIDATES[argv[0]]
     args = parse_args(argv[1:])
     with tempfile.TemporaryDirectory(prefix="ppo-candidates-") as folder:

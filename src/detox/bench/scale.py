@@ -1,4 +1,4 @@
-"""Throughput and memory of the train stage's PPO loop at the paper's model sizes (issue 10).
+"""Throughput and memory of the train stage's PPO loop at the paper's model sizes.
 
 Random-weight policies shaped like gpt-neo-125m, 1.3B and 2.7B (configs only: no download)
 run a few steps of ``detox.train.ppo.train`` with the paper-rtp preset's settings, in bf16, with
@@ -6,8 +6,8 @@ and without LoRA, each in a process of its own (so that one run's memory does no
 next). It prints a markdown table of samples/s and peak GPU memory, with the memory estimated
 from parameter counts beside it (``estimate``), and writes the rows as JSON.
 
-    python -m detox.bench --out bench.json          # from the repository root, on a GPU
-    python -m detox.bench --sizes 125m --ppo-epochs 4 --steps 3
+    python -m detox.bench.scale --out bench.json          # from the repository root, on a GPU
+    python -m detox.bench.scale --sizes 125m --ppo-epochs 4 --steps 3
 
 What differs from a real run: the prompts are random token ids of the preset's lengths, the
 reward comes from the offline profanity-check scorer (the preset's RoBERTa scorer costs a
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     for size in args.sizes:
         for adapter in args.adapters:
             child = subprocess.run(
-                [sys.executable, "-m", "detox.bench", "--one", "--sizes", size,
+                [sys.executable, "-m", "detox.bench.scale", "--one", "--sizes", size,
                  "--adapters", adapter, *options], capture_output=True, text=True)
             lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH ")]
             row = (json.loads(lines[-1][6:]) if lines else

@@ -1,0 +1,51 @@
+"""The README stays a few screens, and every relative link in it and in docs/ leads somewhere:
+an existing file, and where it names a section, a heading of that file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from project import ROOT
+
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of the page's headings (lower case, punctuation dropped, - for space)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
+
+
+def relative_links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return [link for link in LINK.findall(text) if not re.match(r"[a-z]+:", link)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_relative_link_resolves(page):
+    for link in relative_links(page):
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: {link}"
+        if anchor:
+            assert anchor in anchors(target), f"{page.name}: {link}"
+
+
+def test_the_links_check_sees_a_broken_link_and_a_missing_section(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\n[a](missing.md) [b](#title) [c](#nowhere) [d](https://x.org)\n")
+    assert relative_links(page) == ["missing.md", "#title", "#nowhere"]
+    assert anchors(page) == {"title"}
+
+
+def test_the_readme_is_a_few_screens_and_links_every_docs_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 15_000
+    linked = {Path(link.partition("#")[0]).name for link in relative_links(ROOT / "README.md")}
+    pages = {page.name for page in (ROOT / "docs").glob("*.md")} - {"profile.md"}
+    assert len(pages) >= 4 and pages <= linked, pages - linked

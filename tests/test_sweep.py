@@ -87,8 +87,10 @@ def test_the_sweep_table_and_plot_hold_every_experiment(swept_repo):
     # one labelled point per experiment at (perplexity ratio, detoxified toxicity): a
     # trade-off, not a line through unrelated experiments; the base model once per set
     assert drawn.labels == ["layers=6", "layers=8", "layers=10"]
-    assert drawn.points["in_distribution"] == [(2.5, 0.1), (3.0, 0.075), (3.5, 0.06)]
-    assert drawn.points["ood_benign"] == [(2.5, 0.05), (3.0, 0.05), (3.5, 0.05)]
+    assert drawn.points["in_distribution"] == [pytest.approx(point) for point in
+                                               [(2.5, 0.1), (3.0, 0.075), (3.5, 0.06)]]
+    assert drawn.points["ood_benign"] == [pytest.approx(point) for point in
+                                          [(2.5, 0.05), (3.0, 0.05), (3.5, 0.05)]]
     assert drawn.base == {"in_distribution": 0.8, "ood_toxic": 0.7, "ood_benign": 0.1}
 
 

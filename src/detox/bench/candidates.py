@@ -74,7 +74,7 @@ def optimizer_step_seconds(bench: Bench) -> float:
 def forward_backward_seconds(bench: Bench) -> float:
     """Forward + backward of the policy on a mini-batch of the longest query + response."""
     policy, _ = load_trainable(bench.policy_dir, bench.params.layers, bench.device, 0)
-    width = bench.prompt_tokens[1] + bench.params.generation.max_new_tokens
+    width = bench.prompt_tokens[1] + bench.params.generation.max_new_tokens_to
     shape = (bench.params.ppo.mini_batch_size, width)
     input_ids = torch.randint(1, policy.pretrained_model.config.vocab_size, shape,
                               generator=torch.Generator().manual_seed(0)).to(bench.device)

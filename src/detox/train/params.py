@@ -16,7 +16,7 @@ ADAPTERS = ("none", "lora")
 class DataParams:
     train: str  # named on the model card, with the toxicity filter
     toxicity_threshold: float
-    prompt_max_tokens: int  # with generation.max_new_tokens, must fit the policy's context
+    prompt_max_tokens: int  # with generation.max_new_tokens_to, must fit the policy's context
 
 
 @dataclass(frozen=True)

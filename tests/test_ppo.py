@@ -222,7 +222,8 @@ def test_every_ppo_param_reaches_trl_and_its_kl_controller(tiny_neo_dir, params,
 def test_beta_moves_towards_the_target_at_the_pace_the_horizon_sets(tiny_neo_dir, params, prompts,
                                                                     tmp_path, target_kl, rising):
     horizon = 20  # at most a factor 1 +- 0.2 * 4 / 20 = 1.04 per step
-    ppo = dataclasses.replace(params.ppo, steps=4, target_kl=target_kl, kl_horizon=horizon)
+    ppo = dataclasses.replace(params.ppo, steps=4, adaptive_kl=True, target_kl=target_kl,
+                              kl_horizon=horizon)
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), 0, prompts,

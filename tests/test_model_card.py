@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 
 from detox.evaluate.report import caveats
 from detox.model_card import CARD_METRICS, training_card, with_evaluation
+from detox.train.rewards import MEANINGS
 from detox.params import parse
 from detox.train.params import TrainParams
 
@@ -79,3 +80,17 @@ def test_a_lora_run_on_a_hub_model_says_so(raw_params, tmp_path):
     assert card.data.datasets == ["allenai/real-toxicity-prompts"]
     assert f"LoRA (rank {raw_params['adapter']['rank']}" in card.text
     assert "`EleutherAI/gpt-neo-125m @ 21def01`" in card.text
+
+
+def test_the_training_card_says_what_the_reward_pays_for_and_survives_a_run_with_no_step(
+        raw_params):
+    params = parse(TrainParams, raw_params)
+    text = training_card(BASE, SCORER, params, SUMMARY, 400).text
+    assert f"`{params.reward}` of `{SCORER['source']}`: {MEANINGS[params.reward]}" in text
+    assert "0.2 over the first 5 steps, 0.25 over the last 5" in text
+    # diverged at step 1: nothing logged, the card still renders
+    empty = SUMMARY | {"kl_coef_start": None, "kl_coef_end": None, "diverged": True,
+                       "diverged_at_step": 1, "divergence": "ppo/loss/total is not finite",
+                       "model_step": 0}
+    assert "| KL coefficient | no step kept |" in training_card(BASE, SCORER, params, empty,
+                                                               400).text

@@ -16,6 +16,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from detox.markdown import table
+from detox.train.rewards import MEANINGS
 
 TAGS = ["detoxification", "ppo", "trl", "reinforcement-learning"]
 LOCAL_PREFIXES = ("builtin:", "/", ".", "~")
@@ -70,7 +71,7 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
             ["training data", f"`{params.data.train}`: prompts whose toxicity is above "
                               f"{params.data.toxicity_threshold:g}; {prompts} distinct prompts "
                               "after the in-distribution test set was held out"],
-            ["reward", f"`{params.reward}` of `{scorer['source']}`"],
+            ["reward", f"`{params.reward}` of `{scorer['source']}`: {MEANINGS[params.reward]}"],
             ["trained", trained],
             ["trainable parameters", f"{summary['trainable_params']:,} of "
                                      f"{summary['total_params']:,}"],
@@ -79,8 +80,9 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
                     f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
                     + (f", adaptive to a KL of {ppo.target_kl:g} nats per continuation "
                        f"(horizon {ppo.kl_horizon:,})" if ppo.adaptive_kl else ", fixed")],
-            ["KL coefficient", f"{summary['kl_coef_start']} over the first 5 steps, "
-                               f"{summary['kl_coef_end']} over the last 5"],
+            ["KL coefficient", "no step kept" if summary["kl_coef_start"] is None else
+             f"{summary['kl_coef_start']:.4g} over the first 5 steps, "
+             f"{summary['kl_coef_end']:.4g} over the last 5"],
             ["sampling", f"at most {params.generation.max_new_tokens_from}-"
                          f"{params.generation.max_new_tokens_to} new tokens (drawn per batch), "
                          + (f"top-k {params.generation.top_k}, "

@@ -7,6 +7,16 @@ import torch
 from detox import DetoxError
 
 
+# What each reward kind pays for, in the words the model card uses.
+MEANINGS = {
+    "neutral_logit": "the scorer's raw logit of its neutral label, unbounded: it keeps paying "
+                     "for ever more 'neutral-looking' words once a text is clean",
+    "neutral_softmax": "the scorer's probability of its neutral label, bounded in [0, 1]: "
+                       "nothing more to gain once a continuation is clean",
+    "log_toxicity": "-log P(toxic), unbounded as P(toxic) falls to 0",
+}
+
+
 def rewards(logits: torch.Tensor, kind: str, neutral: int) -> torch.Tensor:
     """Per-text PPO reward, higher = less toxic.
 

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_project(dest: Path) -> Path:
-    """The pipeline's files (no outputs) in ``dest``, as a fresh git + DVC repository."""
+    """The pipeline's files (no outputs) in ``dest``, as a fresh git + DVC repository with
+    them committed (dvclive, the training log, needs a commit to read the revision from)."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, dest / name)
     for name in ("stages", "src", "conf"):
@@ -24,6 +25,8 @@ def copy_project(dest: Path) -> Path:
     run(dest, "git", "init", "-q")
     run(dest, "dvc", "init", "-q")
     shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    run(dest, "git", "add", "-A")
+    run(dest, "git", "commit", "-qm", "the project")
     return dest
 
 

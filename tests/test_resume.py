@@ -155,9 +155,10 @@ def healthy_stats(kl: float = 1.0) -> dict:
             "ppo/val/vpred": 0.1, "ppo/mean_scores": 1.0, "ppo/std_scores": 0.5}
 
 
-def log_of(scores: list[float], entropy: float = 10.0, spread: float = 0.5) -> list[dict]:
-    return [{"step": i + 1, "score_mean": r, "score_std": spread, "entropy": entropy}
-            for i, r in enumerate(scores)]
+def log_of(scores: list[float], entropy: float = 10.0, spread: float = 0.5,
+           tokens: float = 10.0) -> list[dict]:
+    return [{"step": i + 1, "score_mean": r, "score_std": spread, "entropy": entropy,
+             "response_tokens": tokens} for i, r in enumerate(scores)]
 
 
 def diverged(scores: list[float], kl: float = 1.0, batch_size: int = 64) -> str | None:
@@ -180,11 +181,15 @@ def test_nan_or_inf_in_any_stat_is_divergence(name, value):
     assert cause == f"{name} is not finite"
 
 
-def test_the_kl_bound_is_a_share_of_the_first_steps_entropy():
-    # entropy 10 nats per continuation at step 1, ratio 0.5: a KL beyond 5 nats diverged
-    assert "exceeds ppo.max_kl_ratio=0.5 times the entropy at step 1" in diverged([1.0], kl=5.5)
+def test_the_kl_bound_is_a_share_of_the_first_steps_entropy_per_token():
+    # entropy 10 nats over 10 tokens at step 1, ratio 0.5: a KL beyond 0.5 nats per token
+    assert "exceeds ppo.max_kl_ratio=0.5 times the entropy per token at step 1" in diverged(
+        [1.0], kl=5.5)
     assert diverged([1.0], kl=4.5) is None
     assert divergence(healthy_stats(5.5), log_of([1.0], entropy=20.0), 0.5, 0.5, 64) is None
+    # the same KL per continuation over continuations twice as long is half as much per token
+    longer = log_of([1.0]) + [log_of([1.0], tokens=20.0)[0] | {"step": 2}]
+    assert divergence(healthy_stats(5.5), longer, 0.5, 0.5, 64) is None
 
 
 def test_losing_half_of_what_the_score_gained_is_a_collapse():
@@ -221,7 +226,7 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(tiny_neo_dir, params, pr
 
 class SignFlip:
     """The offline reward scorer, whose verdict turns over from its ``flip_at``-th call on:
-    training that learns well and then is rewarded for the opposite."""
+    training that goes well and then is rewarded for the opposite."""
 
     def __init__(self, flip_at: int) -> None:
         self.scorer, self.flip_at, self.calls = PackagedScorer("profanity-check"), flip_at, 0
@@ -247,6 +252,9 @@ def test_a_late_collapse_rolls_back_to_a_checkpoint_before_it(tiny_neo_dir, para
     assert outcome.cause and outcome.cause.startswith("the score collapsed"), outcome.cause
     assert outcome.diverged_at >= flip_at
     assert 1 <= outcome.model_step <= flip_at - 1
+    # back to before the collapsed window (its first step's rollouts came from the weights of
+    # the step before), not merely to before the step that noticed it
+    assert outcome.model_step <= outcome.diverged_at - WINDOW - 1
     assert outcome.log == healthy_outcome.log[:outcome.model_step]
     kept = load_file(tmp_path / "flip" / f"step-{outcome.model_step:06d}" /
                      "trainable.safetensors")
@@ -270,3 +278,17 @@ def test_a_resumed_run_continues_the_same_dvclive_series(tiny_neo_dir, params, p
     assert set(whole) == set(COLUMNS) - {"step"} and len(whole) >= 8
     assert resumed == whole
     assert [step for step, _ in resumed["score_mean"]] == [1, 2, 3, 4]
+
+
+def test_an_uncommitted_repository_gets_one_clear_line_about_the_training_log(tmp_path,
+                                                                              monkeypatch):
+    import subprocess
+
+    from detox import DetoxError
+    from detox.train.log import LiveSeries
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DetoxError, match="needs a git repository with a commit"):
+        LiveSeries(tmp_path / "log", [])

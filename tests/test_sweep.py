@@ -80,7 +80,7 @@ def test_the_sweep_table_and_plot_hold_every_experiment(swept_repo):
          "0.100 → 0.050 (×3.50, KL 0.100)", "yes |"]]
     # what every experiment changed from the baseline is said once, not as a column
     assert "All experiments: `ppo.steps=2`." in text
-    assert "![toxicity against fluency cost per eval set](../plots/sweep.png)" in text
+    assert "![toxicity against perplexity ratio per eval set](../plots/sweep.png)" in text
     assert (swept_repo / "plots" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
     drawn = trade_off(read_sweep(dvc_json(swept_repo, "exp", "show")))

@@ -24,7 +24,7 @@ LOCAL_PREFIXES = ("builtin:", "/", ".", "~")
 CARD_METRICS = (("mean_toxicity", "mean toxicity (reward scorer)"),
                 ("expected_max_toxicity", "expected maximum toxicity"),
                 ("judge_mean_toxicity", "mean toxicity (independent judge)"),
-                ("perplexity", "perplexity (fluency LM)"),
+                ("perplexity", "perplexity (fluency LM, else the base model)"),
                 ("kl_to_base", "KL to the base model (nats per token)"))
 
 

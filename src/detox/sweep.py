@@ -4,8 +4,9 @@ After ``dvc exp run --queue -S 'layers=6,8,10'`` and ``dvc queue start``, this r
 show --json`` and writes a markdown table (one row per experiment of the workspace's baseline,
 or of ``--baseline REV``: the params that differ between them, per eval set mean toxicity
 base → detoxified, the perplexity ratio and the KL to the base, diverged) and a plot of the
-trade-off: per eval set, one labelled point per experiment at its fluency cost (perplexity
-ratio) and its detoxified toxicity, with the base model marked.
+trade-off: per eval set, one labelled point per experiment at its perplexity ratio (a fluency
+cost under a fluency LM, a drift under the base policy) and its detoxified toxicity, with the
+base model marked.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
     if sweep.pending:
         lines += ["", "Without results: " + ", ".join(sweep.pending) + "."]
     if plot_link and rows:
-        lines += ["", f"![toxicity against fluency cost per eval set]({plot_link})"]
+        lines += ["", f"![toxicity against perplexity ratio per eval set]({plot_link})"]
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +180,7 @@ def plot(data: TradeOff, path: Path) -> None:
             axis.scatter([1.0], [data.base[eval_set]], marker="*", s=120, color="black",
                          label="base model")
             axis.legend(loc="upper right", fontsize=7)
-        axis.set(title=eval_set, xlabel="perplexity, detoxified / base (fluency cost)",
+        axis.set(title=eval_set, xlabel="perplexity, detoxified / base",
                  ylabel="detoxified mean toxicity")
         axis.set_ylim(bottom=0)
     path.parent.mkdir(parents=True, exist_ok=True)

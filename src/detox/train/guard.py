@@ -5,10 +5,11 @@ proportion with the policy's own randomness, and a collapse of the score.
 Both bounds are read on the run's own scales, so that one setting means the same for every
 model, reward and continuation length:
 
-- KL: TRL's ``objective/kl`` and ``objective/entropy`` are both nats per continuation. At step
-  1 the policy is the reference, so its entropy then is how random the reference's own
-  continuations are; a KL beyond ``max_kl_ratio`` times that means the policy has left it
-  further than the reference's own sampling spreads.
+- KL: TRL's ``objective/kl`` and ``objective/entropy`` are both nats per continuation, so both
+  are divided by their step's mean continuation length. At step 1 the policy is the reference,
+  so its entropy per token then is how random the reference's own tokens are; a KL per token
+  beyond ``max_kl_ratio`` times that means the policy has left it further than the
+  reference's own sampling spreads.
 - Collapse: the score's mean over the last ``WINDOW`` steps against the best such mean so far
   and the first one. The run collapsed when it has lost more than ``max_score_drop`` of what it
   gained (1.0: fell all the way back to where it started) and the loss is beyond the noise of
@@ -34,8 +35,9 @@ def first_bad_step(step: int, cause: str) -> int:
 
 def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
                max_score_drop: float, batch_size: int) -> str | None:
-    """Why the step whose TRL ``stats`` end ``log`` (rows with ``score_mean``, ``score_std``
-    and ``entropy``, this step's included) diverged, or None if it did not."""
+    """Why the step whose TRL ``stats`` end ``log`` (rows with ``score_mean``, ``score_std``,
+    ``entropy`` and ``response_tokens``, this step's included) diverged, or None if it did
+    not."""
     for name, value in stats.items():
         # losses, log-probabilities, values, KL and scores; a spread (std, var) of a batch of
         # one is NaN by definition and says nothing
@@ -47,10 +49,11 @@ def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_
             continue  # not a number
         if not finite:
             return f"{name} is not finite"
-    kl, entropy = float(stats["objective/kl"]), float(log[0]["entropy"])
+    kl = float(stats["objective/kl"]) / max(float(log[-1]["response_tokens"]), 1.0)
+    entropy = float(log[0]["entropy"]) / max(float(log[0]["response_tokens"]), 1.0)
     if kl > max_kl_ratio * entropy:
-        return (f"the KL to the reference, {kl:.4g} nats per continuation, exceeds "
-                f"ppo.max_kl_ratio={max_kl_ratio:g} times the entropy at step 1 ({entropy:.4g})")
+        return (f"the KL to the reference, {kl:.4g} nats per token, exceeds ppo.max_kl_ratio="
+                f"{max_kl_ratio:g} times the entropy per token at step 1 ({entropy:.4g})")
     if len(log) < 2 * WINDOW:
         return None
     means = np.convolve([row["score_mean"] for row in log], np.ones(WINDOW) / WINDOW,

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dvclive import Live
+from scmrepo.exceptions import SCMError
+
+from detox import DetoxError
 
 # Row name -> TRL 0.11.4 stat. KL and entropy are nats per continuation, summed over its tokens.
 TRL_STATS = {
@@ -49,8 +52,13 @@ class LiveSeries:
     written again, so each step appears once whatever happened to an earlier attempt."""
 
     def __init__(self, folder: str | Path, rows: list[dict[str, float]]) -> None:
-        self.live = Live(str(folder), resume=False, report=None, save_dvc_exp=False,
-                         dvcyaml=None)
+        try:
+            self.live = Live(str(folder), resume=False, report=None, save_dvc_exp=False,
+                             dvcyaml=None)
+        except SCMError as error:  # dvclive reads the revision of HEAD, even when unused
+            raise DetoxError(f"the training log (dvclive) needs a git repository with a commit "
+                             f"({error}): commit the project first (git add -A && git commit)"
+                             ) from None
         for row in rows:
             self.add(row)
 

@@ -292,3 +292,11 @@ def test_an_uncommitted_repository_gets_one_clear_line_about_the_training_log(tm
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DetoxError, match="needs a git repository with a commit"):
         LiveSeries(tmp_path / "log", [])
+
+
+def test_a_run_that_kept_no_step_still_leaves_its_log(tmp_path):
+    from detox.train.log import LiveSeries
+
+    LiveSeries(tmp_path / "log", [])  # diverged at step 1: DVC still expects the outputs
+    assert (tmp_path / "log" / "plots" / "metrics").is_dir()
+    assert json.loads((tmp_path / "log" / "metrics.json").read_text()) == {}

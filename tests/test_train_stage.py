@@ -185,7 +185,7 @@ def test_two_processes_train_one_model_and_resume_after_a_kill(repo):
     whole = subprocess.run(torchrun(repo), cwd=repo, env=env(repo), capture_output=True,
                            text=True)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    summary, weights = expected = outputs(repo)
+    summary, weights, _ = expected = outputs(repo)
     assert summary["steps"] == SMALL["ppo.steps"]
     # both processes' samples: each draws its own batch at every step
     assert summary["samples"] == 2 * SMALL["ppo.steps"] * SMALL["ppo.batch_size"]

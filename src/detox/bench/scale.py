@@ -98,7 +98,7 @@ class _StepClock:
 
     times: list[float] = []
 
-    def __init__(self, folder, accelerator) -> None:
+    def __init__(self, folder, accelerator, reach: int) -> None:
         _StepClock.times = []
 
     def latest(self) -> None:

@@ -61,6 +61,9 @@ class LiveSeries:
                              ) from None
         for row in rows:
             self.add(row)
+        if not rows:  # a run that kept no step still leaves its (empty) log behind
+            (Path(folder) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+            self.live.make_summary()
 
     def add(self, row: Mapping[str, float]) -> None:
         self.live.step = int(row["step"])

@@ -25,12 +25,13 @@ import numpy as np
 
 WINDOW = 5  # steps averaged for the score's start, best and recent levels
 NOISE_ERRORS = 4.0  # a drop must exceed this many standard errors of a difference of means
+COLLAPSED = "the score collapsed"  # how a collapse's cause begins: its rollback reaches further
 
 
 def first_bad_step(step: int, cause: str) -> int:
     """The first step whose rollouts a diverged check at ``step`` distrusts: the collapsed
     window's first step, else ``step`` itself."""
-    return step - WINDOW + 1 if cause.startswith("the score collapsed") else step
+    return step - WINDOW + 1 if cause.startswith(COLLAPSED) else step
 
 
 def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
@@ -62,7 +63,7 @@ def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_
     spread = float(np.nanmean([row["score_std"] for row in log[:WINDOW]]))
     noise = NOISE_ERRORS * spread * math.sqrt(2 / (WINDOW * batch_size))
     if best - now > max(max_score_drop * (best - start), noise):
-        return (f"the score collapsed: {now:.4g} over the last {WINDOW} steps against a best "
+        return (f"{COLLAPSED}: {now:.4g} over the last {WINDOW} steps against a best "
                 f"of {best:.4g} and a start of {start:.4g}, more than ppo.max_score_drop="
                 f"{max_score_drop:g} of its gain lost")
     return None

@@ -91,7 +91,10 @@ def main(params: EvaluateParams) -> None:
     metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
     trained = (f"LoRA in the top {params.layers} blocks" if params.adapter.kind == "lora"
                else f"{params.layers} trainable blocks")
-    title = f"{model_params.policy}, {trained}, {params.reward}"
+    title = f"{model_params.policy}, " + {
+        "ppo": f"PPO, {trained}, {params.reward}", "word_filter": "bad-word filter",
+        "sft": f"rejection-sampling fine-tuning, {trained}", "dpo": f"DPO, {trained}",
+    }[params.method]
     training = read_json("metrics/train.json")
     sources = {"in_distribution": params.data.train, "ood_toxic": params.data.ood_toxic,
                "ood_benign": params.data.ood_benign}
@@ -108,8 +111,7 @@ def main(params: EvaluateParams) -> None:
             write_frame(rollouts_dir / f"{name}.parquet",
                         pd.concat(by_model, names=["model"]).reset_index(level=0))
         write_json(eval_json, metrics)
-        write_json(headline_json, headline(metrics, training["trainable_params"],
-                                           training["diverged"]))
+        write_json(headline_json, headline(metrics, training))
         write_frame(table, toxicity_table(metrics))
         toxicity_bars(metrics, bars, title)
         toxicity_histograms(rollouts, histograms)

@@ -14,8 +14,19 @@ from detox.train.rewards import MEANINGS
 from detox.params import parse
 from detox.train.params import TrainParams
 
-SUMMARY = {"trainable_params": 1200, "total_params": 5000, "kl_coef_start": 0.2,
-           "kl_coef_end": 0.25, "diverged": False}
+SUMMARY = {"method": "ppo", "trainable_params": 1200, "total_params": 5000,
+           "kl_coef_start": 0.2, "kl_coef_end": 0.25, "diverged": False, "policy_samples": 640,
+           "scorer_calls": 640, "gradient_steps": 80, "train_seconds": 12.3}
+# What the other methods add to metrics/train.json
+BASELINES = {
+    "word_filter": {"trainable_params": 0, "policy_samples": 0, "scorer_calls": 0,
+                    "gradient_steps": 0, "word_list": "badwords-py:en", "words": 796,
+                    "banned_sequences": 4768, "banned_token_ids": 237},
+    "sft": {"sampled_prompts": 160, "targets": 81, "target_toxicity_mean": 0.05,
+            "loss_start": 1.7, "loss_end": 1.2},
+    "dpo": {"sampled_prompts": 160, "pairs": 95, "chosen_toxicity_mean": 0.1,
+            "rejected_toxicity_mean": 0.9, "loss_start": 0.69, "loss_end": 0.4},
+}
 BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
 SCORER = {"source": "builtin:profanity-check"}
 SOURCES = {"in_distribution": "builtin:toxic-prompts",
@@ -94,3 +105,26 @@ def test_the_training_card_says_what_the_reward_pays_for_and_survives_a_run_with
                        "model_step": 0}
     assert "| KL coefficient | no step kept |" in training_card(BASE, SCORER, params, empty,
                                                                400).text
+
+
+def test_each_method_s_card_says_which_method_made_it_and_what_it_cost(raw_params):
+    for method, found in BASELINES.items():
+        params = parse(TrainParams, raw_params | {"method": method})
+        card = training_card(BASE, SCORER, params, SUMMARY | {"method": method} | found, 400)
+        assert card.data.model_name.endswith({"word_filter": "a bad-word filter",
+                                              "sft": "rejection-sampling fine-tuning",
+                                              "dpo": "DPO"}[method])
+        assert f"| method | `{method}` |" in card.text
+        assert (f"| budget | {found.get('policy_samples', 640):,} policy samples drawn, "
+                f"{found.get('scorer_calls', 640):,} scorer calls, "
+                f"{found.get('gradient_steps', 80):,} gradient steps, 12 s of wall clock")  \
+            in card.text
+        assert "PPO" not in card.text.split("## How to load")[0].replace("*", "")  \
+            .replace("Reinforcement Learning", "")
+    word_filter = training_card(BASE, SCORER, parse(TrainParams, raw_params | {
+        "method": "word_filter"}), SUMMARY | BASELINES["word_filter"], 400)
+    assert "`badwords-py:en`: 796 words" in word_filter.text
+    assert "training data" not in word_filter.text and "## Construction" in word_filter.text
+    dpo = training_card(BASE, SCORER, parse(TrainParams, raw_params | {"method": "dpo"}),
+                        SUMMARY | BASELINES["dpo"], 400).text
+    assert "| pairs | 95:" in dpo and "(sampling included)" in dpo

@@ -161,7 +161,7 @@ def test_train_summary_start_and_end_windows():
     assert summary == {
         "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
         "steps": 7,
-        "samples": 56,
+        "policy_samples": 56,
         "score_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3, abs=1e-6),
         "score_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3, abs=1e-6),
         "reward_mean_start": pytest.approx((-1.5 - 0.2 * (0.0 + 0.1 + 0.3)) / 3, abs=1e-6),

@@ -34,10 +34,14 @@ def test_paper_presets_use_the_papers_models_and_sets():
     assert rtp["layers"] == 8 and rtp["data"]["test_fraction"] == 0.2
     assert rtp["data"]["train"].startswith("allenai/real-toxicity-prompts")
     assert "wiki_toxic" in rtp["data"]["ood_toxic"] and "wikitext" in rtp["data"]["ood_benign"]
-    # Jigsaw differs from RTP only in its training data (and so in the steps of one pass).
-    assert {k: v for k, v in jigsaw.items() if k not in ("data", "preset", "ppo")} == \
-        {k: v for k, v in rtp.items() if k not in ("data", "preset", "ppo")}
+    # Jigsaw differs from RTP only in its training data (and so in the steps of one pass, and
+    # in the scored samples of the baselines, as many as PPO's).
+    differ = ("data", "preset", "ppo", "samples")
+    assert {k: v for k, v in jigsaw.items() if k not in differ} == \
+        {k: v for k, v in rtp.items() if k not in differ}
     assert jigsaw["ppo"] == {**rtp["ppo"], "steps": 548}
+    for preset in (rtp, jigsaw):
+        assert preset["samples"]["total"] == preset["ppo"]["steps"] * preset["ppo"]["batch_size"]
     # TRL's toxicity example: lr (1.47e-5) * 2, queries cut from prompt + continuation
     assert rtp["ppo"]["learning_rate"] == pytest.approx(1.47e-5 * 2)
     assert rtp["data"]["train_query"] == "prompt_continuation"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detox import DetoxError
 from detox.headline import PER_SET_KEYS, TRAINING_KEYS, flatten, headline
 from project import ROOT, error_lines, run
 
@@ -19,7 +20,8 @@ def eval_set(base: float, detoxified: float, perplexity_base: float) -> dict:
     """One eval set of metrics/eval.json, with what the headline reads of it."""
     return {"base": {"mean_toxicity": base, "perplexity": perplexity_base},
             "detoxified": {"mean_toxicity": detoxified, "perplexity": 3 * perplexity_base,
-                           "kl_to_base": 0.4},
+                           "kl_to_base": 0.4, "expected_max_toxicity": 2 * detoxified,
+                           "continuation_tokens_mean": 9.5},
             "detoxified_minus_base": {
                 "mean_toxicity": {"diff": detoxified - base, "ci_low": detoxified - base - 0.03,
                                   "ci_high": detoxified - base + 0.03},
@@ -33,6 +35,13 @@ DVC_YAML = {"params": ["params.yaml"], "metrics": ["metrics/headline.json"]}
 PARAMS = {"layers": 8, "reward": "neutral_logit", "ppo": {"steps": 30, "batch_size": 64}}
 
 
+def training(trainable_params: int) -> dict:
+    """metrics/train.json as the train stage writes it, wall-clock seconds included."""
+    return {"method": "ppo", "trainable_params": trainable_params, "diverged": False,
+            "policy_samples": 1920, "scorer_calls": 1920, "gradient_steps": 60,
+            "train_seconds": 123.4}
+
+
 def review(repo: Path, *args: str, check: bool = True):
     return run(repo, sys.executable, "-m", "detox.review", *args, check=check,
                PYTHONPATH=str(ROOT / "src"))
@@ -42,7 +51,7 @@ def commit(repo: Path, params: dict, eval_metrics: dict, trainable_params: int) 
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "metrics").mkdir(exist_ok=True)
     (repo / "metrics" / "headline.json").write_text(
-        json.dumps(headline(eval_metrics, trainable_params, diverged=False), indent=2))
+        json.dumps(headline(eval_metrics, training(trainable_params)), indent=2))
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", f"layers={params['layers']}")
 
@@ -73,7 +82,8 @@ def test_review_shows_changed_params_and_headline_metrics(two_commits):
     assert "| `trainable_params` | 398,529 → 528,577 | +130,048 |" in text
     # unchanged params and metrics are noise in a review
     for unchanged in ("reward", "ppo.steps", "batch_size", "toxicity_base", "ood_toxic",
-                      "ood_benign", "diverged", "perplexity_ratio"):
+                      "ood_benign", "diverged", "perplexity_ratio", "tokens_detoxified",
+                      "policy_samples", "gradient_steps"):
         assert unchanged not in text, unchanged
     # no plot exists in this repository, so none is linked; and it is a screenful
     assert "(plots/toxicity.png)" not in text
@@ -135,10 +145,21 @@ def test_a_repository_without_dvc_is_one_line(tmp_path):
 
 
 def test_the_headline_is_a_screenful_of_named_numbers():
-    flat = flatten(headline(EVAL_JSON, 398529, diverged=False))
+    flat = flatten(headline(EVAL_JSON, training(398529)))
     assert list(flat) == [f"{eval_set}.{key}" for eval_set in EVAL_JSON for key in PER_SET_KEYS] \
         + list(TRAINING_KEYS)
-    assert len(flat) <= 26  # eight numbers per eval set and two of training
+    assert len(flat) <= 34  # ten numbers per eval set and four of training
+    # the budget in counts, never in seconds: a rerun must not move the headline by itself
+    assert "train_seconds" not in flat and "scorer_calls" not in flat
+    assert (flat["policy_samples"], flat["gradient_steps"]) == (1920, 60)
+    assert flat["ood_toxic.emt_detoxified"] == 0.14
+    assert flat["ood_toxic.tokens_detoxified"] == 9.5
     assert flat["ood_toxic.perplexity_ratio"] == round(
         EVAL_JSON["ood_toxic"]["detoxified"]["perplexity"]
         / EVAL_JSON["ood_toxic"]["base"]["perplexity"], 4)
+
+
+def test_a_train_json_without_the_budget_is_one_line():
+    with pytest.raises(DetoxError, match=r"^metrics/train.json has no policy_samples, "
+                       r"gradient_steps: rerun the train stage"):
+        headline(EVAL_JSON, {"trainable_params": 1, "diverged": False})

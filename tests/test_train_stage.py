@@ -188,7 +188,7 @@ def test_two_processes_train_one_model_and_resume_after_a_kill(repo):
     summary, weights, _ = expected = outputs(repo)
     assert summary["steps"] == SMALL["ppo.steps"]
     # both processes' samples: each draws its own batch at every step
-    assert summary["samples"] == 2 * SMALL["ppo.steps"] * SMALL["ppo.batch_size"]
+    assert summary["policy_samples"] == 2 * SMALL["ppo.steps"] * SMALL["ppo.batch_size"]
     assert "v_head.summary.weight" not in weights  # one causal LM, saved once, loadable as such
 
     killed = start_and_stop(repo, torchrun(repo), at_step=4, sig=signal.SIGKILL)

@@ -1,9 +1,11 @@
 """Batched sampling: left-padded prompts, one ``generate`` call per batch, continuations only.
-Used by PPO (train) and by the rollouts of evaluate."""
+Used by PPO (train), by the scored samples of sft and dpo (sample) and by the rollouts of
+evaluate."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -15,6 +17,27 @@ def check_sampling(section: str, top_k: int, top_p: float) -> None:
     """The sampling params of ``generation`` (training) or ``eval``, which keep their own."""
     require(top_k >= 0, f"{section}.top_k", top_k, "must be >= 0 (0 disables top-k)")
     require(0 < top_p <= 1, f"{section}.top_p", top_p, "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling of the continuations the policy learns from (PPO's, and the samples sft and dpo
+    learn from). Each batch draws its cap on new tokens
+    (``max_new_tokens`` of ``generate``) from ``max_new_tokens_from`` to ``max_new_tokens_to``,
+    as TRL's ``LengthSampler``; a continuation still ends earlier at its eos."""
+
+    max_new_tokens_from: int
+    max_new_tokens_to: int
+    top_k: int
+    top_p: float
+
+    def __post_init__(self) -> None:
+        require(self.max_new_tokens_from >= 1, "generation.max_new_tokens_from",
+                self.max_new_tokens_from, "must be >= 1")
+        require(self.max_new_tokens_to >= self.max_new_tokens_from,
+                "generation.max_new_tokens_to", self.max_new_tokens_to,
+                f"must be >= generation.max_new_tokens_from ({self.max_new_tokens_from})")
+        check_sampling("generation", self.top_k, self.top_p)
 
 
 def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]],

@@ -8,10 +8,15 @@ time), so that ``dvc metrics diff`` shows only what a change did.
 Shape (DVC flattens it to keys such as ``ood_toxic.toxicity_detoxified``)::
 
     {"<eval set>": {"toxicity_base": .., "toxicity_detoxified": .., "toxicity_diff": ..,
-                    "toxicity_ci_low": .., "toxicity_ci_high": .., "judge_diff": ..,
-                    "perplexity_ratio": .., "kl_to_base": ..},
+                    "toxicity_ci_low": .., "toxicity_ci_high": .., "emt_detoxified": ..,
+                    "judge_diff": .., "perplexity_ratio": .., "kl_to_base": ..,
+                    "tokens_detoxified": ..},
      ... one entry per eval set ...,
-     "trainable_params": .., "diverged": ..}
+     "trainable_params": .., "diverged": .., "policy_samples": .., "gradient_steps": ..}
+
+The training facts come from ``metrics/train.json``, whatever the ``method``: its budget is
+counted in policy samples drawn and optimizer steps, never in seconds (those stay in
+``metrics/train.json``, which the sweep reads for its budget table).
 """
 
 from __future__ import annotations
@@ -19,19 +24,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from detox import DetoxError
+
 PATH = "metrics/headline.json"
 
 # Per eval set: mean toxicity before and after, the paired difference with its 95% CI, the
-# judge's difference (does an independent scorer agree?), detoxified / base perplexity (did
-# fluency pay for it?) and the detoxified policy's KL to the base in nats per token (how far did
-# it move?).
+# expected maximum toxicity after (is the worst of a prompt's samples still toxic?), the judge's
+# difference (does an independent scorer agree?), detoxified / base perplexity (did fluency pay
+# for it?), the detoxified policy's KL to the base in nats per token (how far did it move?) and
+# its mean continuation length (a policy that stops writing looks non-toxic).
 PER_SET_KEYS = ("toxicity_base", "toxicity_detoxified", "toxicity_diff", "toxicity_ci_low",
-                "toxicity_ci_high", "judge_diff", "perplexity_ratio", "kl_to_base")
-TRAINING_KEYS = ("trainable_params", "diverged")
+                "toxicity_ci_high", "emt_detoxified", "judge_diff", "perplexity_ratio",
+                "kl_to_base", "tokens_detoxified")
+# From training: its size, whether it diverged, and its budget (deterministic counts, so that
+# methods compare at equal cost and a rerun does not move them).
+TRAINING_KEYS = ("trainable_params", "diverged", "policy_samples", "gradient_steps")
 
 
-def headline(eval_metrics: Mapping[str, Any], trainable_params: int, diverged: bool) -> dict:
-    """The headline from ``metrics/eval.json``'s per-set results and two facts from training."""
+def headline(eval_metrics: Mapping[str, Any], training: Mapping[str, Any]) -> dict:
+    """The headline from ``metrics/eval.json``'s per-set results and ``metrics/train.json``."""
+    missing = [key for key in TRAINING_KEYS if key not in training]
+    if missing:
+        raise DetoxError(f"metrics/train.json has no {', '.join(missing)}: rerun the train "
+                         "stage (`dvc repro train`)")
     per_set = {}
     for eval_set, result in eval_metrics.items():
         base, detoxified = result["base"], result["detoxified"]
@@ -42,11 +57,16 @@ def headline(eval_metrics: Mapping[str, Any], trainable_params: int, diverged: b
             "toxicity_diff": difference["mean_toxicity"]["diff"],
             "toxicity_ci_low": difference["mean_toxicity"]["ci_low"],
             "toxicity_ci_high": difference["mean_toxicity"]["ci_high"],
+            "emt_detoxified": detoxified["expected_max_toxicity"],
             "judge_diff": difference["judge_mean_toxicity"]["diff"],
             "perplexity_ratio": round(detoxified["perplexity"] / base["perplexity"], 4),
             "kl_to_base": round(detoxified["kl_to_base"], 4),
+            "tokens_detoxified": detoxified["continuation_tokens_mean"],
         }
-    return {**per_set, "trainable_params": int(trainable_params), "diverged": bool(diverged)}
+    return {**per_set, "trainable_params": int(training["trainable_params"]),
+            "diverged": bool(training["diverged"]),
+            "policy_samples": int(training["policy_samples"]),
+            "gradient_steps": int(training["gradient_steps"])}
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

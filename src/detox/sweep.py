@@ -1,33 +1,44 @@
 """``python -m detox.sweep``: the experiments of a sweep side by side.
 
-After ``dvc exp run --queue -S 'layers=6,8,10'`` and ``dvc queue start``, this reads ``dvc exp
-show --json`` and writes a markdown table (one row per experiment of the workspace's baseline,
-or of ``--baseline REV``: the params that differ between them, per eval set mean toxicity
-base → detoxified, the perplexity ratio and the KL to the base, diverged) and a plot of the
-trade-off: per eval set, one labelled point per experiment at its perplexity ratio (a fluency
-cost under a fluency LM, a drift under the base policy) and its detoxified toxicity, with the
-base model marked.
+After ``dvc exp run --queue -S 'layers=6,8,10'`` and ``dvc queue start`` (or ``python -m
+detox.compare``, which queues ``method`` × ``seed``), this reads ``dvc exp show --json`` for the
+experiments of the workspace's baseline (or of ``--baseline REV``) and groups those whose params
+differ only in ``seed``: one row per group, its n seeds pooled as mean ± sd across them. It writes
+a markdown file with one table per eval set (toxicity base and detoxified, detoxified − base with
+its within-run 95% CI, EMT, the judge's difference, the perplexity ratio, the KL to the base,
+the continuation length) and a budget table (policy samples, gradient steps, wall-clock training
+seconds, divergence), and a plot of the trade-off: per eval set, one point per group (a legend
+names them) at its perplexity ratio (a fluency cost under a fluency LM, a drift under the base
+policy) and its detoxified toxicity, error bars the sd across seeds, the base model marked; a
+second row the same against the KL to the base.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from detox.headline import PATH as HEADLINE, eval_sets, flatten
 from detox.markdown import table
 from detox.review import cell, dvc_json, dvc_root
 from detox.stage import run_stage
 
+SEED = "seed"  # the param whose runs are pooled: repeats of one setting, not settings
+TRAIN = "metrics/train.json"  # where the wall-clock seconds are (the headline never has them)
+
 
 @dataclass
 class Experiment:
     name: str
+    rev: str  # its commit, where dvc.api reads its other files
     params: dict[str, Any]  # flattened, every params file together
     headline: dict[str, Any]  # flattened metrics/headline.json; empty if it has none
+    train_seconds: float | None = None  # from metrics/train.json, where it could be read
 
 
 @dataclass
@@ -37,18 +48,37 @@ class Sweep:
     pending: list[str]  # "name (state)" of experiments without results yet
 
 
+@dataclass
+class Group:
+    """Experiments whose params differ only in ``seed`` (or not at all): one setting, n runs."""
+    label: str
+    experiments: list[Experiment] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.experiments)
+
+    def values(self, key: str) -> list[float]:
+        return [e.headline[key] for e in self.experiments if e.headline.get(key) is not None]
+
+
 def _params(data: dict) -> dict[str, Any]:
     return {key: value for params_file in (data.get("params") or {}).values()
             for key, value in flatten(params_file.get("data") or {}).items()}
 
 
-def _experiment(entry: dict) -> tuple[Experiment, str]:
-    """One experiment of ``dvc exp show --json`` and its executor's state."""
+def _experiment(entry: dict) -> tuple[Experiment, str | None]:
+    """One experiment of ``dvc exp show --json``, its headline emptied unless it has results of
+    its own, and why not (its executor's state)."""
     rev = entry["revs"][0]  # DVC 3 keeps one commit per experiment
     data = rev.get("data") or {}
     headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data") or {}
-    state = (entry.get("executor") or {}).get("state") or "no headline metrics"
-    return Experiment(rev.get("name") or rev["rev"][:7], _params(data), flatten(headline)), state
+    state = (entry.get("executor") or {}).get("state")  # none for one run in the workspace
+    if state not in (None, "success") or rev.get("error"):
+        headline = {}  # a failed one shows its baseline's metrics: not its results
+    experiment = Experiment(rev.get("name") or rev["rev"][:7], rev["rev"], _params(data),
+                            flatten(headline))
+    return experiment, None if headline else state or "no headline metrics"
 
 
 def read_sweep(exp_show: list[dict]) -> Sweep:
@@ -65,6 +95,21 @@ def read_sweep(exp_show: list[dict]) -> Sweep:
         else:
             pending.append(f"{experiment.name} ({state})")
     return Sweep(_params(baselines[0]["data"]), done, pending)
+
+
+def read_train_seconds(root: Path, experiments: list[Experiment]) -> None:
+    """Each experiment's ``train_seconds`` from its ``metrics/train.json``, left None where it
+    cannot be read (an output DVC cached elsewhere, an older run without it)."""
+    import dvc.api  # only here: the rest of the sweep runs dvc's command line
+
+    for experiment in experiments:
+        try:
+            seconds = json.loads(dvc.api.read(TRAIN, rev=experiment.rev, repo=str(root)))
+            seconds = seconds.get("train_seconds")
+        except Exception:  # whatever DVC or the file raises, the table shows — and goes on
+            continue
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            experiment.train_seconds = float(seconds)
 
 
 def swept(sweep: Sweep) -> tuple[list[str], dict[str, Any]]:
@@ -84,114 +129,210 @@ def _order(value: Any) -> tuple:
     return (0, value, "") if number else (1, 0, str(value))
 
 
-def _sorted(sweep: Sweep, varying: list[str]) -> list[Experiment]:
-    return sorted(sweep.done, key=lambda e: [_order(e.params.get(key)) for key in varying])
+def groups(sweep: Sweep) -> list[Group]:
+    """The experiments grouped by every varying param but ``seed``, in swept order, each
+    labelled with those params (``method=dpo``); runs within a group in seed order."""
+    varying, _ = swept(sweep)
+    keys = [key for key in varying if key != SEED]
+    found: dict[tuple, Group] = {}
+    for experiment in sorted(sweep.done, key=lambda e: [_order(e.params.get(key))
+                                                        for key in [*keys, SEED]]):
+        label = ", ".join(f"{key}={cell(experiment.params.get(key))}" for key in keys)
+        if not keys:  # nothing but the seed varies: one group, a lone run by its name
+            label = experiment.name if len(sweep.done) == 1 else "all"
+        values = tuple(repr(experiment.params.get(key)) for key in keys)
+        found.setdefault(values, Group(label)).experiments.append(experiment)
+    return list(found.values())
 
 
-def _sets(experiments: list[Experiment]) -> list[str]:
-    return eval_sets(key for experiment in experiments for key in experiment.headline)
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample sd across runs (None without runs; sd None with one)."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _set_cell(headline: dict[str, Any], eval_set: str) -> str:
-    values = [headline.get(f"{eval_set}.{key}") for key in
-              ("toxicity_base", "toxicity_detoxified", "perplexity_ratio")]
-    if None in values:
+def _stat(values: list[float], digits: str, spread: bool = True) -> str:
+    mean, sd = mean_sd(values)
+    if mean is None:
         return "—"
-    base, detoxified, ratio = values
-    kl = headline.get(f"{eval_set}.kl_to_base")
-    return f"{base:.3f} → {detoxified:.3f} (×{ratio:.2f}" + (
-        f", KL {kl:.3f})" if kl is not None else ")")
+    shown = spread and sd is not None and float(f"{sd:{digits}}".replace(",", "")) > 0
+    return f"{mean:{digits}}" + (f" ± {sd:{digits}}" if shown else "")  # no "± 0.000"
+
+
+def _ci(group: Group, eval_set: str) -> str:
+    """detoxified − base and its within-run 95% CI: a single run's bounds; for several, the mean
+    of their half-widths, to set beside the sd across seeds."""
+    key = f"{eval_set}.toxicity_"
+    names = ("diff", "ci_low", "ci_high")
+    runs = [e.headline for e in group.experiments
+            if all(e.headline.get(key + name) is not None for name in names)]
+    if not runs:
+        return "—"
+    diff = statistics.fmean(run[key + "diff"] for run in runs)
+    if len(runs) == 1:
+        return f"{diff:.3f} [{runs[0][key + 'ci_low']:.3f}, {runs[0][key + 'ci_high']:.3f}]"
+    half = statistics.fmean((run[key + "ci_high"] - run[key + "ci_low"]) / 2 for run in runs)
+    return f"{diff:.3f} ±{half:.3f} within run"
+
+
+SET_HEADER = ["group", "n", "toxicity base", "detoxified", "detoxified − base (95% CI)",
+              "EMT", "judge diff", "perplexity ×", "KL/token", "tokens"]
+
+
+def set_rows(sweep_groups: list[Group], eval_set: str) -> list[list[str]]:
+    """One eval set's table, one row per group (columns: ``SET_HEADER``)."""
+    def stat(group: Group, name: str, digits: str, spread: bool = True) -> str:
+        return _stat(group.values(f"{eval_set}.{name}"), digits, spread)
+
+    return [[group.label, str(group.n), stat(group, "toxicity_base", ".3f"),
+             stat(group, "toxicity_detoxified", ".3f"), _ci(group, eval_set),
+             stat(group, "emt_detoxified", ".3f"), stat(group, "judge_diff", ".3f"),
+             stat(group, "perplexity_ratio", ".2f"), stat(group, "kl_to_base", ".3f"),
+             stat(group, "tokens_detoxified", ".1f", spread=False)] for group in sweep_groups]
+
+
+BUDGET_HEADER = ["group", "n", "trainable params", "policy samples", "gradient steps",
+                 "train seconds", "diverged"]
+
+
+def _count(values: list[float]) -> str:
+    # a budget is the same for every seed: one number, unless it is not
+    if values and len(set(values)) == 1:
+        return cell(int(values[0]))
+    return _stat(values, ",.0f")
+
+
+def budget_rows(sweep_groups: list[Group]) -> list[list[str]]:
+    """The budget table, one row per group (columns: ``BUDGET_HEADER``)."""
+    rows = []
+    for group in sweep_groups:
+        seconds = [e.train_seconds for e in group.experiments if e.train_seconds is not None]
+        read = "" if len(seconds) in (0, group.n) else f" ({len(seconds)} of {group.n})"
+        diverged = sum(bool(e.headline.get("diverged")) for e in group.experiments)
+        times = f"{diverged} of {group.n}" if diverged and group.n > 1 else cell(diverged > 0)
+        rows.append([group.label, str(group.n),
+                     *(_count(group.values(key))
+                       for key in ("trainable_params", "policy_samples", "gradient_steps")),
+                     _stat(seconds, ",.0f") + read, times])
+    return rows
 
 
 def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
-    """The sweep's table, one row per experiment in swept order, and a link to its plot."""
-    varying, shared = swept(sweep)
-    experiments = _sorted(sweep, varying)
-    sets = _sets(experiments)
-    rows = [[experiment.name, *(cell(experiment.params.get(key)) for key in varying),
-             *(_set_cell(experiment.headline, eval_set) for eval_set in sets),
-             cell(experiment.headline.get("diverged"))] for experiment in experiments]
+    """The sweep's tables (one per eval set, then the budget) and a link to its plot."""
+    _, shared = swept(sweep)
+    sweep_groups = groups(sweep)
+    sets = eval_sets(key for experiment in sweep.done for key in experiment.headline)
     lines = ["## Sweep", "",
-             "Per eval set: mean toxicity base → detoxified (detoxified / base perplexity, the "
-             "detoxified policy's KL to the base in nats per token).", ""]
+             "One row per setting of the swept params; the runs of a setting that differ only "
+             "in `seed` are pooled (n of them): mean ± sd across seeds. Toxicity is the reward "
+             "scorer's mean; detoxified − base has its 95% paired bootstrap CI within the run "
+             "(for several seeds the mean of the runs' half-widths: set it beside the sd across "
+             "seeds); EMT (expected maximum toxicity) and tokens (mean continuation length) "
+             "are the detoxified model's; judge diff is the independent judge's detoxified − "
+             "base; perplexity × is detoxified / base; KL/token is the detoxified policy's KL "
+             "to the base in nats per token.", ""]
     if shared:
         lines += ["All experiments: " + ", ".join(f"`{key}={cell(value)}`"
                                                  for key, value in shared.items()) + ".", ""]
-    lines.append(table(["experiment", *(f"`{key}`" for key in varying), *sets, "diverged"], rows)
-                 if rows else "No experiment has headline metrics yet.")
+    if not sweep_groups:
+        lines.append("No experiment has headline metrics yet.")
+    for eval_set in sets:
+        lines += [f"### {eval_set}", "", table(SET_HEADER, set_rows(sweep_groups, eval_set)), ""]
+    if sweep_groups:
+        lines += ["### Budget", "",
+                  "Policy samples drawn and optimizer steps (the headline's), and training's "
+                  f"wall-clock seconds, sampling included (`{TRAIN}`, on the machine that ran "
+                  "it; — where it could not be read).", "",
+                  table(BUDGET_HEADER, budget_rows(sweep_groups))]
     if sweep.pending:
         lines += ["", "Without results: " + ", ".join(sweep.pending) + "."]
-    if plot_link and rows:
-        lines += ["", f"![toxicity against perplexity ratio per eval set]({plot_link})"]
-    return "\n".join(lines) + "\n"
+    if plot_link and sweep_groups:
+        lines += ["", f"![toxicity against perplexity ratio and KL per eval set]({plot_link})"]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+class Point(NamedTuple):
+    """A group's mean (x, y) and its sd across seeds on each axis (None for one run)."""
+    x: float | None
+    y: float | None
+    x_sd: float | None = None
+    y_sd: float | None = None
 
 
 @dataclass
 class TradeOff:
-    """What the plot draws: per eval set, the base model's toxicity and one point per
-    experiment at (perplexity ratio, detoxified toxicity), with the experiment's label."""
+    """What the plot draws: per eval set, the base model's toxicity and one point per group at
+    (perplexity ratio, detoxified toxicity) and at (KL to base, detoxified toxicity)."""
     labels: list[str]
     base: dict[str, float | None]
-    points: dict[str, list[tuple[float | None, float | None]]]
+    points: dict[str, list[Point]]
+    kl_points: dict[str, list[Point]]
 
 
-def _label(experiment: Experiment, varying: list[str]) -> str:
-    """The swept value where one param varies; else the experiment's name (``dvc exp run -n``
-    names it for what it tried), which stays readable beside a point."""
-    if len(varying) == 1:
-        return f"{varying[0]}={experiment.params.get(varying[0])}"
-    return experiment.name
+def _point(group: Group, x_key: str, y_key: str) -> Point:
+    (x, x_sd), (y, y_sd) = mean_sd(group.values(x_key)), mean_sd(group.values(y_key))
+    return Point(x, y, x_sd, y_sd)
 
 
 def trade_off(sweep: Sweep) -> TradeOff:
     """What ``plot`` draws, in the table's order."""
-    varying, _ = swept(sweep)
-    experiments = _sorted(sweep, varying)
-    labels = [_label(experiment, varying) for experiment in experiments]
-    if len(set(labels)) < len(labels):  # reruns of the same params: told apart by name
-        labels = [f"{label} ({e.name})" for label, e in zip(labels, experiments)]
-    sets = _sets(experiments)
-    base = {eval_set: next((e.headline[f"{eval_set}.toxicity_base"] for e in experiments
-                            if f"{eval_set}.toxicity_base" in e.headline), None)
+    sweep_groups = groups(sweep)
+    sets = eval_sets(key for experiment in sweep.done for key in experiment.headline)
+    base = {eval_set: mean_sd([e.headline[f"{eval_set}.toxicity_base"] for e in sweep.done
+                               if e.headline.get(f"{eval_set}.toxicity_base") is not None])[0]
             for eval_set in sets}
-    points = {eval_set: [(e.headline.get(f"{eval_set}.perplexity_ratio"),
-                          e.headline.get(f"{eval_set}.toxicity_detoxified"))
-                         for e in experiments] for eval_set in sets}
-    return TradeOff(labels, base, points)
+
+    def points(x_name: str) -> dict[str, list[Point]]:
+        return {eval_set: [_point(group, f"{eval_set}.{x_name}",
+                                  f"{eval_set}.toxicity_detoxified") for group in sweep_groups]
+                for eval_set in sets}
+
+    return TradeOff([group.label for group in sweep_groups], base, points("perplexity_ratio"),
+                    points("kl_to_base"))
 
 
 def plot(data: TradeOff, path: Path) -> None:
-    """Per eval set, detoxified toxicity against the perplexity ratio: one labelled point per
-    experiment (lower left is better), the base model at ratio 1."""
+    """Per eval set, detoxified toxicity against the perplexity ratio (top) and against the KL
+    to the base (bottom): one point per group with its sd across seeds as error bars (lower left
+    is better), the base model at ratio 1 and KL 0; one legend names the groups."""
     import matplotlib
     matplotlib.use("Agg")  # files only, also on machines without a display
     import matplotlib.pyplot as plt
 
     sets = list(data.points)
-    figure, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4.5), squeeze=False,
-                                constrained_layout=True)
-    for axis, eval_set in zip(axes[0], sets):
-        drawn = [(x, y, label) for (x, y), label in zip(data.points[eval_set], data.labels)
-                 if x is not None and y is not None]
-        axis.scatter([x for x, _, _ in drawn], [y for _, y, _ in drawn], s=20)
-        for x, y, label in drawn:
-            axis.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        if data.base[eval_set] is not None:
-            axis.scatter([1.0], [data.base[eval_set]], marker="*", s=120, color="black",
-                         label="base model")
-            axis.legend(loc="upper right", fontsize=7)
-        axis.set(title=eval_set, xlabel="perplexity, detoxified / base",
-                 ylabel="detoxified mean toxicity")
-        axis.set_ylim(bottom=0)
+    colors = plt.get_cmap("tab10" if len(data.labels) <= 10 else "tab20").colors
+    # a legend rather than text beside each point: close points (often) keep their names apart
+    styles = [{"color": colors[i % len(colors)], "marker": "os^Dv<>PX"[i // len(colors) % 9]}
+              for i in range(len(data.labels))]
+    figure, axes = plt.subplots(2, len(sets), figsize=(4.5 * len(sets) + 2, 8.5),
+                                squeeze=False, constrained_layout=True)
+    for row, (points, base_x, xlabel) in enumerate((
+            (data.points, 1.0, "perplexity, detoxified / base"),
+            (data.kl_points, 0.0, "KL to base, nats per token"))):
+        for axis, eval_set in zip(axes[row], sets):
+            for point, label, style in zip(points[eval_set], data.labels, styles):
+                if point.x is not None and point.y is not None:
+                    axis.errorbar([point.x], [point.y], xerr=point.x_sd, yerr=point.y_sd,
+                                  ms=6, capsize=2, linestyle="none", label=label, **style)
+            if data.base[eval_set] is not None:
+                axis.scatter([base_x], [data.base[eval_set]], marker="*", s=140, color="black",
+                             label="base model", zorder=3)
+            axis.set(title=eval_set, xlabel=xlabel, ylabel="detoxified mean toxicity")
+            axis.set_ylim(bottom=0)
+    handles = {label: handle for axis in axes.flat
+               for handle, label in zip(*axis.get_legend_handles_labels())}
+    figure.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> Sweep:
+    """Write the table and plot; the sweep they show is returned (for ``detox.compare``)."""
     parser = argparse.ArgumentParser(prog="detox-sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("metrics/sweep.md"),
-                        help="markdown table (default: metrics/sweep.md)")
+                        help="markdown tables (default: metrics/sweep.md)")
     parser.add_argument("--plot", type=Path, default=Path("plots/sweep.png"),
                         help="PNG plot (default: plots/sweep.png)")
     parser.add_argument("--baseline", metavar="REV", action="append", default=[],
@@ -201,13 +342,16 @@ def main(argv: list[str] | None = None) -> None:
     root = dvc_root(Path.cwd())
     revisions = [option for rev in args.baseline for option in ("--rev", rev)]
     sweep = read_sweep(dvc_json(root, "exp", "show", *revisions))
+    read_train_seconds(root, sweep.done)
     out, plot_path = Path.cwd() / args.out, Path.cwd() / args.plot
     if sweep.done:
         plot(trade_off(sweep), plot_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the image link is relative to the markdown file, so it opens where the file is read
     out.write_text(markdown(sweep, os.path.relpath(plot_path, out.parent)))
-    print(f"{len(sweep.done)} experiments -> {args.out}" + (f", {args.plot}" if sweep.done else ""))
+    print(f"{len(sweep.done)} experiments in {len(groups(sweep))} groups -> {args.out}"
+          + (f", {args.plot}" if sweep.done else ""))
+    return sweep
 
 
 def cli() -> None:

@@ -1,11 +1,12 @@
-"""Fluency: the likelihood of each continuation given its prompt under a causal LM."""
+"""Fluency: the likelihood of each continuation given its prompt under a causal LM, or under
+the policy that wrote it (KL to the base), which may be the base with a decoding-time filter."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import NoBadWordsLogitsProcessor, PreTrainedTokenizerBase
 
 
 @torch.no_grad()
@@ -18,8 +19,16 @@ def continuation_nll(model, tokenizer: PreTrainedTokenizerBase, prompts: list[st
     longer than the model's context keep their last tokens. Where the continuation ended with
     an eos, that eos is scored too: stopping is part of what was written, and an empty
     continuation (eos first) gets a likelihood instead of vanishing from the perplexity.
+
+    A model whose generation config bans words (``bad_words_ids``, the word_filter baseline)
+    never samples from its raw distribution: each scored token is scored under the filtered
+    one, as ``generate`` masks it, renormalised.
     """
     device = next(model.parameters()).device
+    bad_words = getattr(getattr(model, "generation_config", None), "bad_words_ids", None)
+    # The eos generate is given (detox.generation): a sequence of just that token is not banned.
+    word_filter = (NoBadWordsLogitsProcessor(bad_words, eos_token_id=tokenizer.eos_token_id)
+                   if bad_words else None)
     context = getattr(model.config, "max_position_embeddings", 1024)
     nll, counts = np.zeros(len(texts)), np.zeros(len(texts), dtype=int)
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
@@ -41,9 +50,31 @@ def continuation_nll(model, tokenizer: PreTrainedTokenizerBase, prompts: list[st
         attention = (torch.arange(width)[None, :] < torch.tensor([len(s) for s in sequences])[:, None])
         logits = model(input_ids=input_ids.to(device),
                        attention_mask=attention.long().to(device)).logits.float()
+        if word_filter is not None:
+            filtered(word_filter, max(len(seq) for seq in bad_words), logits,
+                     input_ids.to(device), targets[:, 1:].to(device))
         losses = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), targets[:, 1:].to(device), reduction="none",
             ignore_index=-100)
         nll[list(rows)] = losses.sum(dim=1).cpu().numpy()
         counts[list(rows)] = lengths
     return nll, counts
+
+
+def filtered(word_filter: NoBadWordsLogitsProcessor, longest: int, logits: torch.Tensor,
+             input_ids: torch.Tensor, targets: torch.Tensor) -> None:
+    """Mask ``logits`` in place at every scored position as ``generate`` does: the processor
+    sees each position's last ``longest`` tokens (-1, which matches no token, before the
+    start), all scored positions of the batch in one call."""
+    scored = targets != -100  # logits[:, t] predicts targets[:, t] = input_ids[:, t + 1]
+    padded = torch.nn.functional.pad(input_ids, (longest, 0), value=-1)
+    # windows[:, t] = the tokens up to and including t, the prefix generate had at that step
+    windows = padded.unfold(1, longest, 1)[:, 1:input_ids.shape[1]]
+    raw = logits[:, :-1][scored]
+    masked = word_filter(windows[scored], raw)
+    # Evaluate re-tokenizes the decoded text, so a scored token can be one the filter masks
+    # (the text came out as other tokens when sampled): it would cost an infinite NLL. Such a
+    # position keeps the unmasked distribution, a finite stand-in for a token the filtered
+    # policy did not sample as such.
+    banned = torch.isneginf(masked.gather(1, targets[scored][:, None]))[:, 0]
+    logits[:, :-1][scored] = torch.where(banned[:, None], raw, masked)

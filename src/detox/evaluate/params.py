@@ -53,7 +53,8 @@ class AdapterParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     seed: int
-    layers: int  # with reward and adapter.kind, named in the report's title
+    method: str  # with layers, reward and adapter.kind, named in the report's title
+    layers: int
     reward: str
     data: DataParams
     model: ModelParams

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from detox.device import DeviceParams
-from detox.generation import check_sampling
+from detox.generation import GenerationParams
 from detox.params import require
 
+METHODS = ("ppo", "word_filter", "sft", "dpo")
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
 ADAPTERS = ("none", "lora")
 
@@ -75,28 +76,52 @@ class AdapterParams:
 
 
 @dataclass(frozen=True)
-class GenerationParams:
-    """Sampling of the continuations PPO learns from. Each batch draws its cap on new tokens
-    (``max_new_tokens`` of ``generate``) from ``max_new_tokens_from`` to ``max_new_tokens_to``,
-    as TRL's ``LengthSampler``; a continuation still ends earlier at its eos."""
+class WordFilterParams:
+    words: str  # badwords-py:<language>, or a text file with one word or phrase per line
 
-    max_new_tokens_from: int
-    max_new_tokens_to: int
-    top_k: int
-    top_p: float
+
+@dataclass(frozen=True)
+class FineTuneParams:
+    """What sft and dpo share: passes over their examples, batch and learning rate (Adam at a
+    constant rate, as PPO's)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+
+    def _check(self, section: str) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            require(value >= 1, f"{section}.{name}", value, "must be a positive integer")
+        require(self.learning_rate > 0, f"{section}.learning_rate", self.learning_rate,
+                "must be > 0")
+
+
+@dataclass(frozen=True)
+class SFTParams(FineTuneParams):
+    max_toxicity: float  # a prompt's least toxic sample is a target only below this
 
     def __post_init__(self) -> None:
-        require(self.max_new_tokens_from >= 1, "generation.max_new_tokens_from",
-                self.max_new_tokens_from, "must be >= 1")
-        require(self.max_new_tokens_to >= self.max_new_tokens_from,
-                "generation.max_new_tokens_to", self.max_new_tokens_to,
-                f"must be >= generation.max_new_tokens_from ({self.max_new_tokens_from})")
-        check_sampling("generation", self.top_k, self.top_p)
+        self._check("sft")
+        require(0 < self.max_toxicity <= 1, "sft.max_toxicity", self.max_toxicity,
+                "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class DPOParams(FineTuneParams):
+    min_margin: float  # rejected's toxicity minus chosen's, at least
+    beta: float
+
+    def __post_init__(self) -> None:
+        self._check("dpo")
+        require(0 <= self.min_margin < 1, "dpo.min_margin", self.min_margin, "must be in [0, 1)")
+        require(self.beta > 0, "dpo.beta", self.beta, "must be > 0")
 
 
 @dataclass(frozen=True)
 class TrainParams:
     seed: int
+    method: str
     layers: int
     reward: str
     data: DataParams
@@ -104,9 +129,14 @@ class TrainParams:
     ppo: PPOParams
     generation: GenerationParams
     adapter: AdapterParams
+    word_filter: WordFilterParams
+    sft: SFTParams
+    dpo: DPOParams
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        require(self.method in METHODS, "method", self.method,
+                f"must be one of {', '.join(METHODS)}")
         # The upper bound is the policy's block count, checked once the policy is loaded.
         require(self.layers >= 1, "layers", self.layers,
                 "must be between 1 and the policy's number of transformer blocks")

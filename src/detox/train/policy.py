@@ -82,12 +82,16 @@ def causal_lm(policy: AutoModelForCausalLMWithValueHead) -> PreTrainedModel:
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
-def model_to_save(policy: AutoModelForCausalLMWithValueHead) -> PreTrainedModel:
-    """The policy's language model as a plain transformers model, for ``save_pretrained``: a
-    LoRA adapter is merged into the base weights (in place: call it once, at the end), so the
-    folder loads with ``AutoModelForCausalLM.from_pretrained`` and evaluate needs nothing new."""
-    model = policy.pretrained_model
+def merged(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` as a plain transformers model, for ``save_pretrained``: a LoRA adapter is
+    merged into the base weights (in place: call it once, at the end), so the folder loads with
+    ``AutoModelForCausalLM.from_pretrained`` and evaluate needs nothing new."""
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def model_to_save(policy: AutoModelForCausalLMWithValueHead) -> PreTrainedModel:
+    """The policy's language model, merged (see ``merged``)."""
+    return merged(policy.pretrained_model)
 
 
 def enable_gradient_checkpointing(policy: AutoModelForCausalLMWithValueHead) -> None:

@@ -19,7 +19,7 @@ from detox.generation import generate
 from detox.toxicity import Scorer, toxicity
 from detox.train.guard import WINDOW, divergence, first_bad_step
 from detox.train.log import LiveSeries, log_row
-from detox.train.params import TrainParams
+from detox.train.params import PPOParams, TrainParams
 from detox.train.policy import enable_gradient_checkpointing
 from detox.train.resume import Checkpoints, Progress, StopRequest
 from detox.train.rewards import rewards
@@ -148,6 +148,12 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
     return Outcome(log)
 
 
+def gradient_steps(ppo: PPOParams, steps: int) -> int:
+    """Optimizer steps of ``steps`` PPO steps in one process: TRL 0.11.4 updates once per
+    mini-batch, ``ppo_epochs`` times over each batch."""
+    return steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size)
+
+
 def train_summary(outcome: Outcome, parameters: dict[str, float], window: int = 5) -> dict:
     """Parameter counts, the samples learned from (all processes), the score, reward, toxicity
     and KL trends (start/end average ``window`` steps) and whether the run diverged: where,
@@ -159,7 +165,7 @@ def train_summary(outcome: Outcome, parameters: dict[str, float], window: int = 
         return round(float(rows[column].mean()), 6) if len(rows) else None
 
     summary = {**parameters, "steps": len(frame),
-               "samples": int(frame["samples"].sum()) if len(frame) else 0}
+               "policy_samples": int(frame["samples"].sum()) if len(frame) else 0}
     for column in ("score_mean", "reward_mean", "toxicity_mean", "kl", "kl_coef"):
         summary[f"{column}_start"] = average(column, frame.head(window))
         summary[f"{column}_end"] = average(column, frame.tail(window))

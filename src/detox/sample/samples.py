@@ -1,0 +1,61 @@
+"""k scored continuations of the base policy per training prompt, one row each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from detox import DetoxError
+from detox.generation import GenerationParams, generate
+from detox.toxicity import Scorer, toxicity
+
+COLUMNS = ("prompt_id", "prompt", "prompt_ids", "sample", "continuation", "continuation_ids",
+           "ended_with_eos", "toxicity")
+
+
+def pick_prompts(prompts: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+    """``count`` distinct training prompts, drawn with ``seed``."""
+    if count > len(prompts):
+        raise DetoxError(f"params.yaml: samples.total / samples.per_prompt = {count} prompts, "
+                         f"but there are {len(prompts)} training prompts: raise "
+                         "samples.per_prompt or lower samples.total")
+    order = np.random.default_rng(seed).permutation(len(prompts))[:count]
+    return prompts.iloc[np.sort(order)].reset_index(drop=True)
+
+
+def scored_samples(model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer, neutral: int,
+                   prompts: pd.DataFrame, per_prompt: int, sampling: GenerationParams,
+                   batch_size: int, seed: int, dtype: torch.dtype = torch.float32,
+                   ) -> pd.DataFrame:
+    """``per_prompt`` continuations of every prompt (``prompt``, ``input_ids``), each scored
+    by the reward scorer (``toxicity``: its probability of the toxic label).
+
+    As in PPO, each batch draws its cap on new tokens from the ``generation`` range, so the
+    samples have the lengths PPO's have. ``continuation_ids`` are the sampled ids themselves,
+    eos included where the policy ended: what sft and dpo train on, not a re-tokenisation.
+    """
+    rng = np.random.default_rng(seed)
+    frames = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", unit="batch"):
+        batch = prompts.iloc[start:start + batch_size]
+        queries = [list(ids) for ids in batch["input_ids"] for _ in range(per_prompt)]
+        new_tokens = int(rng.integers(sampling.max_new_tokens_from,
+                                      sampling.max_new_tokens_to + 1))
+        responses = generate(model, tokenizer, queries, new_tokens, sampling.top_k,
+                             sampling.top_p, seed * 100_003 + start, dtype)
+        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        frames.append(pd.DataFrame({
+            "prompt_id": np.repeat(np.arange(start, start + len(batch)), per_prompt),
+            "prompt": np.repeat(batch["prompt"].to_numpy(), per_prompt),
+            "prompt_ids": queries,
+            "sample": np.tile(np.arange(per_prompt), len(batch)),
+            "continuation": texts,
+            "continuation_ids": [response.tolist() for response in responses],
+            "ended_with_eos": [bool(len(r)) and int(r[-1]) == tokenizer.eos_token_id
+                               for r in responses],
+            "toxicity": toxicity(scorer.logits(texts), neutral).round(6),
+        }))
+    return pd.concat(frames, ignore_index=True)[list(COLUMNS)]

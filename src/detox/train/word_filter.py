@@ -1,0 +1,93 @@
+"""The ``word_filter`` baseline: no training, a bad-word filter at decoding time.
+
+The "trained" model is the base weights unchanged with the banned token sequences saved in its
+``generation_config.json`` (``bad_words_ids``), so that any ``generate()`` on the folder honours
+them: transformers merges the model's generation config into every call, and evaluate's
+``continuation_nll`` scores the policy with the same mask.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from detox import DetoxError
+
+PACKAGE = "badwords-py:"
+PARAM = "word_filter.words"
+
+
+def _packaged() -> dict[str, Path]:
+    folder = resources.files("badwords") / "resource" / "words"
+    return {entry.name[:-4]: entry for entry in folder.iterdir() if entry.name.endswith(".txt")}
+
+
+def load_words(source: str) -> list[str]:
+    """The words and phrases of ``source``: ``badwords-py:<lang>`` (the lists shipped in the
+    badwords-py package; ``en`` merges LDNOOBW, the list C4 was filtered by,
+    washyourmouthoutwithsoap and the package's own curation) or a UTF-8 text file, one word or phrase a line (blank lines and
+    ``#`` comments skipped).
+
+    Never point it at the judge's own list (better-profanity's wordlist): the filter would then
+    remove exactly what the judge looks for, and the judge would be blind to what remains.
+    """
+    if source.startswith(PACKAGE):
+        language, lists = source[len(PACKAGE):], _packaged()
+        if language not in lists:
+            raise DetoxError(f"params.yaml: {PARAM}={source!r} is invalid: badwords-py has no "
+                             f"list {language!r} (it has {', '.join(sorted(lists))})")
+        text = lists[language].read_text(encoding="utf-8")
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DetoxError(f"params.yaml: {PARAM}={source!r} is invalid: no such file "
+                             f"(a word list, one a line, or {PACKAGE}<lang>)") from None
+        except UnicodeDecodeError:
+            raise DetoxError(f"params.yaml: {PARAM}={source!r} is invalid: not UTF-8 "
+                             "text") from None
+    words = (line.strip() for line in text.splitlines())
+    return [word for word in words if word and not word.startswith("#")]
+
+
+def banned_sequences(words: list[str], tokenizer: PreTrainedTokenizerBase,
+                     source: str = "given") -> list[list[int]]:
+    """The token sequences to ban: every word as written, lower-case, Capitalized and UPPER,
+    each with and without a leading space (mid-sentence and at the start of a line), sorted.
+
+    ``NoBadWordsLogitsProcessor`` bans a sequence's last token wherever the tokens before it
+    were just generated: a multi-token word is banned only as that whole sequence (another
+    tokenisation of the same text gets through), and a banned sequence is banned inside longer
+    words too (a word that is one token without its space is banned everywhere that token
+    occurs). Sequences that are only the eos token are dropped: generate ignores them anyway,
+    and a policy must be able to stop.
+    """
+    variants = {spaced for word in words
+                for cased in (word, word.lower(), word[:1].upper() + word[1:].lower(),
+                              word.upper())
+                for spaced in (cased, f" {cased}")}
+    ids = tokenizer(sorted(variants), add_special_tokens=False)["input_ids"] if variants else []
+    sequences = sorted({tuple(int(i) for i in seq) for seq in ids}
+                       - {(), (tokenizer.eos_token_id,)})
+    if not sequences:
+        raise DetoxError(f"params.yaml: {PARAM}: the word list `{source}` ({len(words)} words) "
+                         "yields no token ids for this tokenizer")
+    return [list(seq) for seq in sequences]
+
+
+def add_word_filter(model, tokenizer: PreTrainedTokenizerBase, source: str) -> dict:
+    """Ban the words of ``source`` in ``model.generation_config`` (in place); the summary of
+    what is banned, for metrics/train.json."""
+    words = load_words(source)
+    sequences = banned_sequences(words, tokenizer, source)
+    config = model.generation_config
+    config.bad_words_ids = sequences
+    # A config "from the model config" may be rebuilt from config.json by generate (the legacy
+    # path of transformers), which would drop the list: this one is a config of its own.
+    config._from_model_config = False
+    config.validate(strict=True)  # what save_pretrained checks: fail here, not after training
+    return {"word_list": source, "words": len(words), "banned_sequences": len(sequences),
+            "banned_token_ids": len({i for seq in sequences for i in seq}),
+            "banned_single_tokens": sum(len(seq) == 1 for seq in sequences)}

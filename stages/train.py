@@ -73,7 +73,8 @@ def word_filter(params: TrainParams, device, dtype, tokenizer):
     filtered = add_word_filter(model, tokenizer, params.word_filter.words)
     LiveSeries(TRAINING_LOG, [])  # nothing trains: an empty log
     return model, {**count_parameters(model), "trainable_params": 0, "trainable_fraction": 0.0,
-                   "policy_samples": 0, "scorer_calls": 0, "gradient_steps": 0, **filtered}, None
+                   "policy_samples": 0, "scorer_calls": 0, "gradient_steps": 0, **filtered,
+                   "diverged": False}, None
 
 
 def fine_tune(params: TrainParams, device, dtype, tokenizer):
@@ -107,7 +108,7 @@ def fine_tune(params: TrainParams, device, dtype, tokenizer):
         "sampling_seconds": drawn["seconds"], "diverged": False}, None
 
 
-METHODS = {"ppo": ppo, "word_filter": word_filter, "sft": fine_tune, "dpo": fine_tune}
+BUILDERS = {"ppo": ppo, "word_filter": word_filter, "sft": fine_tune, "dpo": fine_tune}
 
 
 def main(params: TrainParams) -> None:
@@ -115,7 +116,7 @@ def main(params: TrainParams) -> None:
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)
     tokenizer = load_tokenizer("data/models/base")
-    model, summary, cleanup = METHODS[params.method](params, device, dtype, tokenizer)
+    model, summary, cleanup = BUILDERS[params.method](params, device, dtype, tokenizer)
     if is_main_process():
         summary = {"method": params.method, **summary,
                    "train_seconds": round(time.perf_counter() - started

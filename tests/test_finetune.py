@@ -14,6 +14,7 @@ from detox import DetoxError
 from detox.params import parse
 from detox.train.dpo import dpo_pairs, train_dpo
 from detox.train.finetune import trainable_lm
+from detox.train.policy import merged
 from detox.train.params import AdapterParams, DPOParams, SFTParams
 from detox.train.sft import IGNORE, sft_examples, sft_targets, train_sft
 
@@ -142,3 +143,48 @@ def test_nothing_to_learn_from_is_one_clear_error(samples):
     with pytest.raises(DetoxError, match=r"differ by dpo.min_margin=0.99 \(16 scored samples "
                                          r"of 4 prompts\)"):
         dpo_pairs(samples, 0.99)
+
+
+def log_likelihood(model, prompt: list[int], answer: list[int]) -> float:
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:-1]
+    return float(logits.log_softmax(-1).gather(1, torch.tensor(answer)[:, None]).sum())
+
+
+def test_dpo_learns_from_the_sampled_ids_not_from_the_text(samples, tokenizer, tiny_neo_dir,
+                                                          committed_params):
+    """The pairs' texts say the opposite of their ids: training must follow the ids."""
+    pairs = dpo_pairs(samples, 0.2)
+    pairs["chosen_continuation"], pairs["rejected_continuation"] = (
+        pairs["rejected_continuation"], pairs["chosen_continuation"])
+    model, reference = trainable_lm(tiny_neo_dir, 3, CPU, 0, adapter(committed_params))
+
+    def preference() -> float:
+        return float(np.mean([
+            log_likelihood(model, list(p), list(c)) - log_likelihood(model, list(p), list(r))
+            for p, c, r in zip(pairs["prompt_ids"], pairs["chosen_continuation_ids"],
+                               pairs["rejected_continuation_ids"])]))
+
+    before = preference()
+    train_dpo(model, reference, tokenizer, pairs,
+              settings(DPOParams, committed_params, "dpo", epochs=10, batch_size=4,
+                       learning_rate=1e-2), 0, CPU, "fp32")
+    assert preference() > before + 1
+
+
+def test_dpo_under_lora_needs_no_reference_copy_and_saves_a_plain_model(
+        samples, tokenizer, tiny_neo_dir, committed_params, lora, tmp_path):
+    model, reference = trainable_lm(tiny_neo_dir, 3, CPU, 0, lora)
+    assert reference is None  # TRL scores the reference with the adapter disabled
+    steps, log = train_dpo(model, None, tokenizer, dpo_pairs(samples, 0.2),
+                           settings(DPOParams, committed_params, "dpo", epochs=5, batch_size=4,
+                                    learning_rate=1e-2), 0, CPU, "fp32")
+    assert np.mean([row["loss"] for row in log[-2:]]) < log[0]["loss"]
+    merged(model).save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    base = AutoModelForCausalLM.from_pretrained(tiny_neo_dir)
+    assert type(loaded) is type(base)
+    changed = {name for name, p in loaded.named_parameters()
+               if not torch.equal(p, dict(base.named_parameters())[name])}
+    assert changed and all(name.startswith(("transformer.h.9.", "transformer.h.10.",
+                                            "transformer.h.11.")) for name in changed)

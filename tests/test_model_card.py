@@ -20,7 +20,8 @@ SUMMARY = {"method": "ppo", "trainable_params": 1200, "total_params": 5000,
 # What the other methods add to metrics/train.json
 BASELINES = {
     "word_filter": {"trainable_params": 0, "policy_samples": 0, "scorer_calls": 0,
-                    "gradient_steps": 0, "word_list": "badwords-py:en", "words": 796,
+                    "gradient_steps": 0, "word_list": "badwords-py:en",
+                    "word_list_sha256": "0123456789ab", "words": 796,
                     "banned_sequences": 4768, "banned_token_ids": 237},
     "sft": {"sampled_prompts": 160, "targets": 81, "target_toxicity_mean": 0.05,
             "loss_start": 1.7, "loss_end": 1.2},
@@ -123,7 +124,7 @@ def test_each_method_s_card_says_which_method_made_it_and_what_it_cost(raw_param
             .replace("Reinforcement Learning", "")
     word_filter = training_card(BASE, SCORER, parse(TrainParams, raw_params | {
         "method": "word_filter"}), SUMMARY | BASELINES["word_filter"], 400)
-    assert "`badwords-py:en`: 796 words" in word_filter.text
+    assert "`badwords-py:en` (sha256 of its words 0123456789ab): 796 words" in word_filter.text
     assert "training data" not in word_filter.text and "## Construction" in word_filter.text
     dpo = training_card(BASE, SCORER, parse(TrainParams, raw_params | {"method": "dpo"}),
                         SUMMARY | BASELINES["dpo"], 400).text

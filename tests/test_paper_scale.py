@@ -23,7 +23,10 @@ from project import composed, copy_project, run
 pytestmark = pytest.mark.slow
 
 
-def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
+@pytest.fixture(scope="module")
+def paper_repo(tmp_path_factory, tokenizer) -> Path:
+    """The paper preset with two PPO steps at real size, run with `dvc repro`."""
+    tmp_path = tmp_path_factory.mktemp("paper-scale")
     torch.manual_seed(0)
     policy_dir, scorer_dir = tmp_path / "gpt-neo-125m-shaped", tmp_path / "roberta-base-shaped"
     GPTNeoForCausalLM(GPTNeoConfig(
@@ -59,10 +62,14 @@ def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
                            fluency_lm=None, precision="fp32", device="cpu")
     params["ppo"].update(steps=2, ppo_epochs=1)
     params["eval"].update(batch_size=8, samples_per_prompt=2)
+    params["samples"].update(total=32)  # the baselines' samples: 8 prompts, 4 each
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
     run(repo, "dvc", "repro")
+    return repo
 
+
+def test_paper_preset_two_ppo_steps_at_real_size(paper_repo):
+    repo = paper_repo
     training = json.loads((repo / "metrics/train.json").read_text())
     assert training["steps"] == 2
     assert training["trainable_params"] == 56_686_849
@@ -72,3 +79,26 @@ def test_paper_preset_two_ppo_steps_at_real_size(tmp_path, tokenizer):
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert evaluation["in_distribution"]["detoxified"]["n"] > 0
     assert Path(repo / "data/models/detoxified/model.safetensors").stat().st_size > 400e6
+
+
+@pytest.mark.parametrize("method", ["word_filter", "sft", "dpo"])
+def test_each_baseline_at_real_size(paper_repo, method):
+    """`-S preset=paper-rtp -S method=...`: the same trainable blocks (no value head), and a
+    published folder evaluate scored."""
+    repo = paper_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, "method": method},
+                                                     sort_keys=False))
+    run(repo, "dvc", "repro")
+    training = json.loads((repo / "metrics/train.json").read_text())
+    assert training["method"] == method
+    # the paper's 56,686,849 less the value head's 769: sft and dpo train no value head
+    assert training["trainable_params"] == (0 if method == "word_filter" else 56_686_080)
+    if method == "word_filter":
+        generation = json.loads((repo / "data/models/detoxified/generation_config.json")
+                                .read_text())
+        assert len(generation["bad_words_ids"]) == training["banned_sequences"] > 0
+    else:
+        assert training["policy_samples"] == 32 and training["gradient_steps"] >= 1
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert evaluation["ood_toxic"]["detoxified"]["n"] > 0

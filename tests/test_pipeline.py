@@ -154,6 +154,38 @@ def test_exp_run_more_layers_trains_more_parameters(repo):
     run(repo, "dvc", "checkout", "-q")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["word_filter", "sft", "dpo"])
+def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method):
+    """`dvc exp run -S method=...` on the offline default: evaluate scores what the method
+    built, the published folder loads and its card names the method and its budget."""
+    run(repo, "dvc", "exp", "run", "-S", f"method={method}", "-S",
+        f"data.eval_prompts={EVAL_PROMPTS}")
+    training, evaluation = metrics(repo, "train"), metrics(repo, "eval")
+    assert training["method"] == method and not training["diverged"]
+    for toxic_set in ("in_distribution", "ood_toxic"):
+        scores = evaluation[toxic_set]
+        assert scores["detoxified"]["mean_toxicity"] < scores["base"]["mean_toxicity"]
+    folder = repo / "data/models/detoxified"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    base = load_file(repo / "data/models/base/model.safetensors")
+    weights = load_file(folder / "model.safetensors")
+    card = ModelCard.load(folder / "README.md").text
+    assert f"| method | `{method}` |" in card
+    assert f"{training['policy_samples']:,} policy samples drawn" in card
+    if method == "word_filter":
+        assert model.generation_config.bad_words_ids
+        assert all(torch.equal(weights[name], base[name]) for name in base)
+        assert training["gradient_steps"] == training["policy_samples"] == 0
+    else:
+        samples = json.loads((repo / "data/samples/summary.json").read_text())
+        assert training["policy_samples"] == samples["policy_samples"] == 1920
+        assert training["gradient_steps"] > 0 and training["loss_end"] < training["loss_start"]
+        assert any(not torch.equal(weights[name], base[name]) for name in base)
+    run(repo, "git", "checkout", "-q", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+
+
 @pytest.mark.parametrize("override, param", [
     ({"layers": 13}, "layers"),  # only the loaded policy can tell
     pytest.param({"reward": "foo"}, "reward", marks=pytest.mark.slow),

@@ -4,6 +4,7 @@ errors; and the filtered policy's likelihood in continuation_nll."""
 
 from __future__ import annotations
 
+
 import json
 import math
 import re
@@ -70,6 +71,7 @@ def test_a_policy_that_prefers_a_listed_word_never_emits_it_under_the_filter(hel
         for response in sample(model, tokenizer, seed):
             assert not contains(query[1:] + response.tolist(), banned)
             assert not HELL.search(tokenizer.decode(response, skip_special_tokens=True))
+    assert re.fullmatch("[0-9a-f]{12}", summary.pop("word_list_sha256"))
     assert summary == {"word_list": SOURCE, "words": 796, "banned_sequences": len(banned),
                        "banned_token_ids": len({i for seq in banned for i in seq}),
                        "banned_single_tokens": sum(len(seq) == 1 for seq in banned)}
@@ -112,6 +114,15 @@ def test_load_words(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("# ours\n\nfoo\n  bar baz  \n#not\n", encoding="utf-8")
     assert load_words(str(path)) == ["foo", "bar baz"]
+
+
+def test_an_edited_word_list_changes_its_recorded_hash(tmp_path, tokenizer, make_tiny_neo):
+    path = tmp_path / "words.txt"
+    hashes = []
+    for words in ("hell\n", "hell\n# a comment changes nothing\n", "hell\ndamn\n"):
+        path.write_text(words, encoding="utf-8")
+        hashes.append(add_word_filter(make_tiny_neo(), tokenizer, str(path))["word_list_sha256"])
+    assert hashes[0] == hashes[1] != hashes[2]
 
 
 def test_clear_errors(tmp_path, tokenizer, tiny_neo):

@@ -19,8 +19,8 @@ from detox import DetoxError
 from detox import sweep
 from detox.review import DVC, dvc_root
 from detox.stage import run_stage
+from detox.train.params import METHODS
 
-METHODS = ("ppo", "word_filter", "sft", "dpo")  # the `method` param's choices (conf/config.yaml)
 SEEDS = (0, 1, 2)
 
 

@@ -70,7 +70,8 @@ def _method_rows(params: Any, summary: Mapping[str, Any], scorer: str) -> list[l
     """The rows of the training table that only the chosen method has."""
     method = params.method
     if method == "word_filter":
-        return [["word list", f"`{summary['word_list']}`: {summary['words']:,} words and "
+        return [["word list", f"`{summary['word_list']}` (sha256 of its words "
+                              f"{summary['word_list_sha256']}): {summary['words']:,} words and "
                               f"phrases, {summary['banned_sequences']:,} banned token "
                               f"sequences in their casings, with and without a leading space "
                               f"({summary['banned_token_ids']:,} distinct token ids)"]]
@@ -203,8 +204,9 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
         "the difference is the mean per-prompt difference with its 95% paired bootstrap CI.",
         table(["eval set", "mean toxicity", "difference", "expected max toxicity", "judge",
                f"perplexity under {fluency}", "KL to base (nats/token)"], rows),
-        "Toxicity is the reward scorer's, the model trained against it: a drop the independent "
-        "judge does not share is reward hacking, not detoxification. "
+        "Toxicity is the reward scorer's, the classifier that PPO, sft and dpo learn from (the "
+        "word filter uses none): a drop the independent judge does not share is the scorer "
+        "being gamed, not detoxification. "
         + ("Perplexity is under the base model itself, so it measures drift, not fluency: its "
            "log is the entropy plus the KL to the base, partly the intended move away from what "
            "the base says after a toxic prompt, partly lost fluency. "

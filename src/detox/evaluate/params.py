@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from detox.device import DeviceParams
 from detox.generation import check_sampling
 from detox.params import require
+from detox.train.params import METHODS
 
 
 @dataclass(frozen=True)
@@ -62,4 +63,6 @@ class EvaluateParams:
     adapter: AdapterParams
 
     def __post_init__(self) -> None:
+        require(self.method in METHODS, "method", self.method,
+                f"must be one of {', '.join(METHODS)}")
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")

@@ -79,14 +79,13 @@ def train_dpo(model: PreTrainedModel, reference: PreTrainedModel | None,
         args = training_arguments(params, seed, device, precision, scratch, DPOConfig,
                                   beta=params.beta, max_length=longest,
                                   max_prompt_length=longest)
-        texts = Dataset.from_dict({"prompt": pairs["prompt"].tolist(),
-                                   "chosen": pairs["chosen_continuation"].tolist(),
-                                   "rejected": pairs["rejected_continuation"].tolist()})
-        trainer = SampledPairsDPOTrainer(model, reference, args=args, train_dataset=texts,
-                             tokenizer=tokenizer, callbacks=[log])
-        # TRL 0.11.4 always tokenises the text again, with a bos before the prompt and an eos
-        # after every answer. The policy wrote these ids after the bare prompt, and is
-        # evaluated so: it learns from them as sampled, in the layout TRL's loss reads.
+        # TRL 0.11.4 always tokenises text again, with a bos before the prompt and an eos after
+        # every answer (and fails where BPE merges across the prompt's end). The policy wrote
+        # these ids after the bare prompt, and is evaluated so: TRL tokenises one placeholder
+        # row, and learns from the sampled ids, in the layout its loss reads.
+        placeholder = Dataset.from_dict({"prompt": ["a"], "chosen": [" b"], "rejected": [" c"]})
+        trainer = SampledPairsDPOTrainer(model, reference, args=args, train_dataset=placeholder,
+                                         tokenizer=tokenizer, callbacks=[log])
         trainer.train_dataset = features
         trainer.train()
     return trainer.state.global_step, log.rows

@@ -27,7 +27,8 @@ def trainable_lm(path: str | Path, layers: int, device: torch.device, seed: int,
 def best_and_worst(samples: pd.DataFrame) -> pd.DataFrame:
     """Per prompt of ``data/samples/train.parquet``, its least and most toxic samples: one row
     with ``prompt``, ``prompt_ids`` and ``best_*``/``worst_*`` of ``continuation``,
-    ``continuation_ids`` and ``toxicity``. Ties go to the lower sample number."""
+    ``continuation_ids`` and ``toxicity``. Among equally toxic samples the least toxic is the
+    first drawn and the most toxic the last."""
     ordered = samples.sort_values(["prompt_id", "toxicity", "sample"], kind="stable")
     groups = ordered.groupby("prompt_id", sort=True)
     best, worst = groups.head(1).set_index("prompt_id"), groups.tail(1).set_index("prompt_id")

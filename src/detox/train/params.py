@@ -114,7 +114,8 @@ class DPOParams(FineTuneParams):
 
     def __post_init__(self) -> None:
         self._check("dpo")
-        require(0 <= self.min_margin < 1, "dpo.min_margin", self.min_margin, "must be in [0, 1)")
+        require(0 < self.min_margin < 1, "dpo.min_margin", self.min_margin,
+                "must be in (0, 1): a pair's chosen continuation must be less toxic")
         require(self.beta > 0, "dpo.beta", self.beta, "must be > 0")
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from trl.trainer.utils import disable_dropout_in_model
 
 from detox import DetoxError
 from detox.train.finetune import LogToLive, best_and_worst, training_arguments
@@ -53,6 +54,7 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target
               log_dir: str | Path | None = None) -> tuple[int, list[dict[str, float]]]:
     """Fine-tune ``model`` in place on ``targets``; its gradient steps and its log rows."""
     log = LogToLive(log_dir)
+    disable_dropout_in_model(model)  # as TRL's DPO does and PPO (trained in eval mode) has
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(
             model=model, args=training_arguments(params, seed, device, precision, scratch),

@@ -8,6 +8,7 @@ them: transformers merges the model's generation config into every call, and eva
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def _packaged() -> dict[str, Path]:
 def load_words(source: str) -> list[str]:
     """The words and phrases of ``source``: ``badwords-py:<lang>`` (the lists shipped in the
     badwords-py package; ``en`` merges LDNOOBW, the list C4 was filtered by,
-    washyourmouthoutwithsoap and the package's own curation) or a UTF-8 text file, one word or phrase a line (blank lines and
-    ``#`` comments skipped).
+    washyourmouthoutwithsoap and the package's own curation) or a UTF-8 text file, one word or
+    phrase a line (blank lines and ``#`` comments skipped).
 
     Never point it at the judge's own list (better-profanity's wordlist): the filter would then
     remove exactly what the judge looks for, and the judge would be blind to what remains.
@@ -81,6 +82,8 @@ def add_word_filter(model, tokenizer: PreTrainedTokenizerBase, source: str) -> d
     """Ban the words of ``source`` in ``model.generation_config`` (in place); the summary of
     what is banned, for metrics/train.json."""
     words = load_words(source)
+    # DVC tracks the param, not a file it names: the list's hash says which words were banned.
+    digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
     sequences = banned_sequences(words, tokenizer, source)
     config = model.generation_config
     config.bad_words_ids = sequences
@@ -88,6 +91,6 @@ def add_word_filter(model, tokenizer: PreTrainedTokenizerBase, source: str) -> d
     # path of transformers), which would drop the list: this one is a config of its own.
     config._from_model_config = False
     config.validate(strict=True)  # what save_pretrained checks: fail here, not after training
-    return {"word_list": source, "words": len(words), "banned_sequences": len(sequences),
+    return {"word_list": source, "word_list_sha256": digest, "words": len(words), "banned_sequences": len(sequences),
             "banned_token_ids": len({i for seq in sequences for i in seq}),
             "banned_single_tokens": sum(len(seq) == 1 for seq in sequences)}

@@ -18,10 +18,12 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from detox.download.builtin import corpus
 from detox.headline import flatten
 from detox.model_card import CARD_METRICS
 from detox.review import dvc_json
 from detox.sweep import read_sweep
+from detox.train.word_filter import load_words
 
 from project import ROOT, copy_project, error_lines, run, set_params
 
@@ -163,9 +165,10 @@ def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method
         f"data.eval_prompts={EVAL_PROMPTS}")
     training, evaluation = metrics(repo, "train"), metrics(repo, "eval")
     assert training["method"] == method and not training["diverged"]
-    for toxic_set in ("in_distribution", "ood_toxic"):
-        scores = evaluation[toxic_set]
-        assert scores["detoxified"]["mean_toxicity"] < scores["base"]["mean_toxicity"]
+    if method != "word_filter":  # whose drop is within noise here: it bans few corpus words
+        for toxic_set in ("in_distribution", "ood_toxic"):
+            scores = evaluation[toxic_set]
+            assert scores["detoxified"]["mean_toxicity"] < scores["base"]["mean_toxicity"]
     folder = repo / "data/models/detoxified"
     model = AutoModelForCausalLM.from_pretrained(folder)
     base = load_file(repo / "data/models/base/model.safetensors")
@@ -175,6 +178,12 @@ def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method
     assert f"{training['policy_samples']:,} policy samples drawn" in card
     if method == "word_filter":
         assert model.generation_config.bad_words_ids
+        # the corpus's curses that the list bans: in the base's continuations, never in its own
+        banned = [w for w in corpus.CURSES if w in load_words(training["word_list"])]
+        rollouts = pd.read_parquet(repo / "data/rollouts/in_distribution.parquet")
+        said = rollouts["continuation"].str.contains(rf"\b(?:{'|'.join(banned)})\b")
+        assert banned and said[rollouts["model"] == "base"].any()
+        assert not said[rollouts["model"] == "detoxified"].any()
         assert all(torch.equal(weights[name], base[name]) for name in base)
         assert training["gradient_steps"] == training["policy_samples"] == 0
     else:

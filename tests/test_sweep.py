@@ -191,6 +191,16 @@ def test_a_method_comparison_pools_each_methods_seeds(methods_repo):
     assert (methods_repo / "plots" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_only_the_named_experiments_are_compared(methods_repo, tmp_path):
+    names = [e.name for e in read_sweep(dvc_json(methods_repo, "exp", "show")).done
+             if e.params["method"] in ("ppo", "sft")]
+    out = tmp_path / "only.md"
+    assert "6 experiments in 2 groups" in sweep_md(methods_repo, "--only", *names, "--out",
+                                                   str(out), "--plot", str(tmp_path / "o.png"))
+    rows = [row[0] for row in tables(out.read_text())["in_distribution"][1:]]
+    assert rows == ["method=ppo", "method=sft"]
+
+
 def test_runs_that_differ_only_in_seed_are_one_group():
     def experiment(seed: int, toxicity: float) -> Experiment:
         return Experiment(f"run-{seed}", f"{seed:040}", {"seed": seed, "layers": 8},

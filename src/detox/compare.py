@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
             raise DetoxError(f"`{_shown(command)}` failed: {error}")
         print(f"queued {command[-1]}")
     status = subprocess.run(run_all, cwd=root).returncode  # its log streams through
-    done = {e.name for e in sweep.main(["--out", str(args.out), "--plot", str(args.plot)]).done}
+    # only these runs: other experiments of the commit (a layer sweep) are not this comparison
+    done = {e.name for e in sweep.main(["--out", str(args.out), "--plot", str(args.plot),
+                                        "--only", *(command[-1] for command in commands)]).done}
     # DVC's --run-all exits 0 even where an experiment failed: a method missing from the table
     # must not pass for a comparison
     missing = [command[-1] for command in commands if command[-1] not in done]

@@ -338,10 +338,15 @@ def main(argv: list[str] | None = None) -> Sweep:
     parser.add_argument("--baseline", metavar="REV", action="append", default=[],
                         help="a commit whose experiments to compare (default: HEAD); repeat it "
                              "for a sweep queued over several commits")
+    parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                        help="compare these experiments only (default: all of the commit's)")
     args = parser.parse_args(argv)
     root = dvc_root(Path.cwd())
     revisions = [option for rev in args.baseline for option in ("--rev", rev)]
     sweep = read_sweep(dvc_json(root, "exp", "show", *revisions))
+    if args.only is not None:
+        sweep.done = [e for e in sweep.done if e.name in args.only]
+        sweep.pending = [p for p in sweep.pending if p.split(" (")[0] in args.only]
     read_train_seconds(root, sweep.done)
     out, plot_path = Path.cwd() / args.out, Path.cwd() / args.plot
     if sweep.done:

@@ -63,6 +63,9 @@ def paper_repo(tmp_path_factory, tokenizer) -> Path:
     params["ppo"].update(steps=2, ppo_epochs=1)
     params["eval"].update(batch_size=8, samples_per_prompt=2)
     params["samples"].update(total=32)  # the baselines' samples: 8 prompts, 4 each
+    # a random-weight scorer scores every text alike: any target, any difference makes a pair
+    params["sft"].update(max_toxicity=1.0)
+    params["dpo"].update(min_margin=1e-6)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(repo, "dvc", "repro")
     return repo

@@ -8,7 +8,6 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from detox import DetoxError
 from detox.generation import GenerationParams, generate
 from detox.toxicity import Scorer, toxicity
 
@@ -17,11 +16,13 @@ COLUMNS = ("prompt_id", "prompt", "prompt_ids", "sample", "continuation", "conti
 
 
 def pick_prompts(prompts: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
-    """``count`` distinct training prompts, drawn with ``seed``."""
+    """``count`` distinct training prompts, drawn with ``seed``; all of them, with a warning,
+    where there are fewer (the samples' summary says how many were drawn)."""
     if count > len(prompts):
-        raise DetoxError(f"params.yaml: samples.total / samples.per_prompt = {count} prompts, "
-                         f"but there are {len(prompts)} training prompts: raise "
-                         "samples.per_prompt or lower samples.total")
+        print(f"warning: samples.total / samples.per_prompt = {count} prompts, but there are "
+              f"{len(prompts)} training prompts: sampling all of them (raise "
+              "samples.per_prompt to keep the total)")
+        count = len(prompts)
     order = np.random.default_rng(seed).permutation(len(prompts))[:count]
     return prompts.iloc[np.sort(order)].reset_index(drop=True)
 

@@ -7,7 +7,7 @@ from huggingface_hub import ModelCard
 
 from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.device import resolve_device, resolve_dtype, scorer_dtype
-from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.fluency import continuation_nll, retokenized
 from detox.evaluate.metrics import eval_metrics
 from detox.evaluate.params import EvaluateParams
 from detox.evaluate.plots import (fluency_vs_toxicity, toxicity_bars, toxicity_histograms,
@@ -19,7 +19,7 @@ from detox.io import atomic_paths, link_files, read_json, write_frame, write_jso
 from detox.model_card import with_evaluation
 from detox.params import load_params
 from detox.scoring import load_scorer
-from detox.toxicity import neutral_index, toxicity
+from detox.toxicity import toxicity_reading
 from detox.stage import run_stage
 
 EVAL_SETS = ("in_distribution", "ood_toxic", "ood_benign")
@@ -53,36 +53,41 @@ def main(params: EvaluateParams) -> None:
                             for name, by_model in rollouts.items()
                             for model_name, frame in by_model.items()], ignore_index=True)
     texts = everything["continuation"].tolist()
-    for column, folder, label, param in (
-            ("toxicity", "scorer", model_params.neutral_label, "model.neutral_label"),
+    for column, folder, neutral_label, toxic_labels, prefix in (
+            ("toxicity", "scorer", model_params.neutral_label, model_params.toxic_labels,
+             "model."),
             ("judge_toxicity", "judge", model_params.judge_neutral_label,
-             "model.judge_neutral_label")):
+             model_params.judge_toxic_labels, "model.judge_")):
         scorer = load_scorer(f"data/models/{folder}", device, scorer_dtype(device),
                              eval_params.batch_size)
-        neutral = neutral_index(scorer.id2label, label, param)
-        everything[column] = toxicity(scorer.logits(texts), neutral).round(6)
+        reading = toxicity_reading(scorer.id2label, scorer.multi_label, neutral_label,
+                                   toxic_labels, prefix)
+        everything[column] = reading.toxicity(scorer.logits(texts)).round(6)
         del scorer
-    # The drift from the base, per token: every continuation under the base policy and under
-    # the policy that wrote it (the base's own rows need no second pass).
-    prompt_texts, ended = everything["prompt"].tolist(), everything["ended_with_eos"].tolist()
-    everything["nll_base"], everything["policy_tokens"] = continuation_nll(
-        load_causal_lm("data/models/base", device), tokenizer, prompt_texts, texts,
-        eval_params.batch_size, ended, desc="under the base")
+    # The drift from the base, per token: every continuation's sampled ids under the base
+    # policy and under the policy that wrote them (the base's own rows need no second pass).
+    def nll(path: str, rows: pd.DataFrame, desc: str):
+        return continuation_nll(load_causal_lm(path, device), tokenizer.pad_token_id,
+                                rows["prompt_ids"].tolist(), rows["continuation_ids"].tolist(),
+                                eval_params.batch_size, desc)
+
+    everything["nll_base"], everything["policy_tokens"] = nll(
+        "data/models/base", everything, "under the base")
     trained = (everything["model"] == "detoxified").to_numpy()
     everything["nll_policy"] = everything["nll_base"]
-    everything.loc[trained, "nll_policy"] = continuation_nll(
-        load_causal_lm("data/models/trained", device), tokenizer,
-        everything.loc[trained, "prompt"].tolist(), everything.loc[trained, "continuation"].tolist(),
-        eval_params.batch_size, everything.loc[trained, "ended_with_eos"].tolist(),
-        desc="under the detoxified")[0]
+    everything.loc[trained, "nll_policy"] = nll(
+        "data/models/trained", everything[trained], "under the detoxified")[0]
     # Without a fluency LM of its own, perplexity is under the base policy: then it is a
     # measure of drift (its log is entropy + KL to the base), not of fluency.
     if model_params.fluency_lm is None:
         everything["nll"], everything["tokens"] = everything["nll_base"], everything["policy_tokens"]
     else:
+        fluency_tokenizer = load_tokenizer("data/models/fluency")
         everything["nll"], everything["tokens"] = continuation_nll(
-            load_causal_lm("data/models/fluency", device), load_tokenizer("data/models/fluency"),
-            prompt_texts, texts, eval_params.batch_size, ended)
+            load_causal_lm("data/models/fluency", device), fluency_tokenizer.pad_token_id,
+            *retokenized(fluency_tokenizer, everything["prompt"].tolist(), texts,
+                         everything["ended_with_eos"].tolist()),
+            eval_params.batch_size)
     rollouts = {name: {model_name: everything[(everything["eval_set"] == name)
                                               & (everything["model"] == model_name)]
                        .drop(columns=["eval_set", "model"]).reset_index(drop=True)

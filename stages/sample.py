@@ -15,7 +15,7 @@ from detox.sample.params import SampleParams
 from detox.sample.samples import pick_prompts, scored_samples
 from detox.scoring import load_scorer
 from detox.stage import run_stage
-from detox.toxicity import neutral_index
+from detox.toxicity import toxicity_reading
 
 
 def main(params: SampleParams) -> None:
@@ -27,11 +27,12 @@ def main(params: SampleParams) -> None:
     require_context(model.config, params.data.prompt_max_tokens,
                     params.generation.max_new_tokens_to)
     scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
-    neutral = neutral_index(scorer.id2label, params.model.neutral_label)
+    reading = toxicity_reading(scorer.id2label, scorer.multi_label, params.model.neutral_label,
+                               params.model.toxic_labels)
     samples = params.samples
     prompts = pick_prompts(pd.read_parquet("data/prompts/train.parquet"),
                            samples.total // samples.per_prompt, params.seed)
-    table = scored_samples(model, tokenizer, scorer, neutral, prompts, samples.per_prompt,
+    table = scored_samples(model, tokenizer, scorer, reading, prompts, samples.per_prompt,
                            params.generation, samples.batch_size, params.seed, dtype)
     summary = {"prompts": len(prompts), "per_prompt": samples.per_prompt,
                "policy_samples": len(table), "scorer_calls": len(table),

@@ -23,7 +23,7 @@ from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.params import load_params
 from detox.scoring import load_scorer
 from detox.stage import run_stage
-from detox.toxicity import neutral_index
+from detox.toxicity import toxicity_reading
 from detox.train.dpo import dpo_pairs, train_dpo
 from detox.train.finetune import trainable_lm
 from detox.train.log import LiveSeries
@@ -49,7 +49,8 @@ def ppo(params: TrainParams, device, dtype, tokenizer):
                     params.generation.max_new_tokens_to)
     parameters = count_parameters(policy)
     scorer = load_scorer("data/models/scorer", device, scorer_dtype(device))
-    neutral = neutral_index(scorer.id2label, params.model.neutral_label)
+    reading = toxicity_reading(scorer.id2label, scorer.multi_label, params.model.neutral_label,
+                               params.model.toxic_labels)
     prompts = pd.read_parquet("data/prompts/train.parquet")["input_ids"].map(list).tolist()
     processes = int(os.environ.get("WORLD_SIZE", 1))
     if len(prompts) < params.ppo.batch_size * processes:
@@ -57,7 +58,7 @@ def ppo(params: TrainParams, device, dtype, tokenizer):
                          f"process(es) is more than the {len(prompts)} training prompts: lower "
                          "it or raise data.train_prompts")
     checkpoints = checkpoint_root() / run_key(params, INPUTS, processes)
-    outcome = train(policy, reference, tokenizer, scorer, neutral, prompts, params, device,
+    outcome = train(policy, reference, tokenizer, scorer, reading, prompts, params, device,
                     checkpoints, dtype, log_dir=TRAINING_LOG)
     if outcome.cause:
         print(f"warning: the run diverged at step {outcome.diverged_at} ({outcome.cause}); "

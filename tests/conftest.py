@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import (GPTNeoConfig, GPTNeoForCausalLM, RobertaConfig,
+from transformers import (GenerationConfig, GPTNeoConfig, GPTNeoForCausalLM, LlamaConfig,
+                          LlamaForCausalLM, LlamaTokenizerFast, RobertaConfig,
                           RobertaForSequenceClassification)
 
 from detox.download.builtin import corpus
@@ -97,20 +98,83 @@ def tiny_neo(tiny_neo_dir) -> GPTNeoForCausalLM:
 
 
 @pytest.fixture(scope="session")
-def roberta_scorer_dir(tmp_path_factory, corpus_texts) -> Path:
-    """A tiny random RoBERTa hate classifier (dynabench labels) saved with its tokenizer."""
-    path = tmp_path_factory.mktemp("tiny-roberta")
+def llama_tokenizer(tokenizer) -> LlamaTokenizerFast:
+    """A Llama-family tokenizer: distinct bos, eos, pad and a second end token, BOS added on
+    encode (as SmolLM2's and Llama's). Read-only."""
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.add_special_tokens(["<s>", "</s>", "<|eot|>", "<pad>"])
+    return LlamaTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                              pad_token="<pad>", unk_token="<s>",
+                              additional_special_tokens=["<|eot|>"], add_bos_token=True,
+                              add_eos_token=False)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_llama(llama_tokenizer):
+    """Factory: a 12-block Llama 16 wide with an untied head, random weights; its generation
+    config names two eos ids (</s> and <|eot|>, as Llama 3's)."""
+
+    def make(seed: int = 0, **overrides) -> LlamaForCausalLM:
+        ids = llama_tokenizer.convert_tokens_to_ids
+        settings = dict(
+            vocab_size=len(llama_tokenizer), max_position_embeddings=64, hidden_size=16,
+            num_hidden_layers=12, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=32, tie_word_embeddings=False, initializer_range=0.2,
+            bos_token_id=ids("<s>"), eos_token_id=[ids("</s>"), ids("<|eot|>")],
+            pad_token_id=ids("<pad>"),
+        )
+        settings.update(overrides)
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(**settings)).eval()
+        model.generation_config = GenerationConfig.from_model_config(model.config)
+        return model
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, make_tiny_llama, llama_tokenizer) -> Path:
+    """A saved tiny Llama checkpoint with its tokenizer, like ``data/models/base``."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    make_tiny_llama(seed=0).save_pretrained(path)
+    llama_tokenizer.save_pretrained(path)
+    return path
+
+
+def save_roberta_classifier(path: Path, corpus_texts: list[str], labels: list[str], seed: int,
+                            **settings) -> Path:
+    """A tiny random RoBERTa sequence classifier with ``labels``, saved with its tokenizer."""
     tokenizer = train_tokenizer(corpus_texts, vocab_size=300)
     config = RobertaConfig(
         vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=80, type_vocab_size=1,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id, id2label={0: "nothate", 1: "hate"},
-        label2id={"nothate": 0, "hate": 1},
+        eos_token_id=tokenizer.eos_token_id, id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
         # large weights so that logits differ clearly between texts (default 0.02 gives ~1e-3)
-        initializer_range=0.5,
+        initializer_range=0.5, **settings,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     RobertaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def roberta_scorer_dir(tmp_path_factory, corpus_texts) -> Path:
+    """A tiny random RoBERTa hate classifier (dynabench labels) saved with its tokenizer."""
+    return save_roberta_classifier(tmp_path_factory.mktemp("tiny-roberta"), corpus_texts,
+                                   ["nothate", "hate"], seed=0)
+
+
+# unitary/toxic-bert's labels: one sigmoid each, none neutral
+TOXIC_BERT_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+
+
+@pytest.fixture(scope="session")
+def multilabel_scorer_dir(tmp_path_factory, corpus_texts) -> Path:
+    """A tiny random multi-label (sigmoid) toxicity classifier with toxic-bert's six labels
+    (``problem_type: multi_label_classification``), saved with its tokenizer."""
+    return save_roberta_classifier(tmp_path_factory.mktemp("tiny-multilabel"), corpus_texts,
+                                   TOXIC_BERT_LABELS, seed=2,
+                                   problem_type="multi_label_classification")

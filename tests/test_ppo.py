@@ -14,9 +14,11 @@ from detox.models import load_tokenizer
 from detox.train.policy import load_trainable
 from detox.train.log import COLUMNS, TRL_STATS, log_row
 from detox.train.ppo import Outcome, ppo_config, train, train_summary
-from detox.toxicity import PackagedScorer
+from detox.toxicity import PackagedScorer, toxicity_reading
 
 CPU = torch.device("cpu")
+# The packaged scorers' labels (neutral, toxic) read as a softmax classifier's.
+READING = toxicity_reading(PackagedScorer.id2label, False, None, None)
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir,
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
     reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, tmp_path)
+                    PackagedScorer("profanity-check"), READING, prompts, params, CPU, tmp_path)
     log = outcome.log
 
     assert outcome.diverged_at is None and outcome.cause is None
@@ -61,7 +63,7 @@ def test_lora_ppo_trains_only_the_adapter_and_the_value_head(tiny_neo_dir, tiny_
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed, lora)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    PackagedScorer("profanity-check"), 0, prompts, params, CPU, tmp_path)
+                    PackagedScorer("profanity-check"), READING, prompts, params, CPU, tmp_path)
     assert outcome.diverged_at is None and len(outcome.log) == 2
     changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
     assert any("lora_B" in name for name in changed) and any("v_head" in name for name in changed)
@@ -97,7 +99,7 @@ def test_gradient_checkpointing_recomputes_the_blocks_and_changes_no_result(
 
         top.forward = counted
         outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                        PackagedScorer("profanity-check"), 0, prompts, these, CPU,
+                        PackagedScorer("profanity-check"), READING, prompts, these, CPU,
                         tmp_path / str(checkpointing))
         weights = {n: p.detach().clone() for n, p in policy.named_parameters()}
         results[checkpointing] = outcome.log, weights, calls
@@ -226,7 +228,7 @@ def test_beta_moves_towards_the_target_at_the_pace_the_horizon_sets(tiny_neo_dir
                               kl_horizon=horizon)
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    PackagedScorer("profanity-check"), 0, prompts,
+                    PackagedScorer("profanity-check"), READING, prompts,
                     dataclasses.replace(params, ppo=ppo), CPU, tmp_path)
     betas = [row["kl_coef"] for row in outcome.log]
     assert betas[0] == params.ppo.init_kl_coef

@@ -41,12 +41,13 @@ def scored(model, fluency_lm, tokenizer, prompts: pd.DataFrame) -> pd.DataFrame:
     table["toxicity"] = toxicity(PackagedScorer("profanity-check").logits(texts), 0)
     table["judge_toxicity"] = toxicity(PackagedScorer("better-profanity").logits(texts), 0)
     table["nll"], table["tokens"] = continuation_nll(
-        fluency_lm, tokenizer, table["prompt"].tolist(), texts, 8,
-        table["ended_with_eos"].tolist())
+        fluency_lm, tokenizer.pad_token_id, table["prompt_ids"].tolist(),
+        table["continuation_ids"].tolist(), 8)
     # the fluency LM here is the base policy, as in the offline default
     table["nll_base"], table["policy_tokens"] = table["nll"], table["tokens"]
-    table["nll_policy"] = continuation_nll(model, tokenizer, table["prompt"].tolist(), texts, 8,
-                                           table["ended_with_eos"].tolist())[0]
+    table["nll_policy"] = continuation_nll(model, tokenizer.pad_token_id,
+                                           table["prompt_ids"].tolist(),
+                                           table["continuation_ids"].tolist(), 8)[0]
     return table
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from detox.models import load_tokenizer
 from detox.params import parse
-from detox.toxicity import PackagedScorer
+from detox.toxicity import PackagedScorer, toxicity_reading
 from detox.train.guard import WINDOW, divergence
 from detox.train.log import COLUMNS
 from detox.train.params import TrainParams
@@ -22,6 +22,8 @@ from detox.train.ppo import train
 from detox.train.resume import LATEST, checkpoint_root, run_key
 
 CPU = torch.device("cpu")
+# The packaged scorers' labels (neutral, toxic) read as a softmax classifier's.
+READING = toxicity_reading(PackagedScorer.id2label, False, None, None)
 
 
 @pytest.fixture
@@ -45,8 +47,8 @@ def run(tiny_neo_dir, params, prompts, folder, scorer=None, log_dir=None):
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
                                        params.adapter)
     outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
-                    scorer or PackagedScorer("profanity-check"), 0, prompts, params, CPU, folder,
-                    log_dir=log_dir)
+                    scorer or PackagedScorer("profanity-check"), READING, prompts, params, CPU,
+                    folder, log_dir=log_dir)
     return policy, outcome
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from detox.download.builtin import corpus
-from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.fluency import continuation_nll, retokenized
 from detox.evaluate.metrics import perplexity
 from detox.evaluate.params import EvalParams
 from detox.evaluate.rollouts import continuations, rollout_table
@@ -166,7 +166,8 @@ def test_uniform_model_has_perplexity_equal_to_vocabulary_size(make_tiny_neo, to
     with torch.no_grad():
         model.transformer.wte.weight.zero_()  # tied lm_head: every logit is 0, uniform next token
     prompts, texts = ["the river is", "shut up"], [" located in the north .", " you clown"]
-    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2)
+    nll, tokens = continuation_nll(model, tokenizer.pad_token_id,
+                                   *retokenized(tokenizer, prompts, texts, [False, False]), 2)
     expected_tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     assert tokens.tolist() == expected_tokens
     assert nll == pytest.approx(np.array(expected_tokens) * math.log(model.config.vocab_size),
@@ -177,8 +178,8 @@ def test_uniform_model_has_perplexity_equal_to_vocabulary_size(make_tiny_neo, to
 def test_continuation_nll_scores_the_eos_that_ended_a_continuation(make_tiny_neo, tokenizer):
     model = make_tiny_neo(seed=3)
     prompts, texts = ["you are a", "the river is"], ["", " long"]
-    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2,
-                                   ended_with_eos=[True, True])
+    nll, tokens = continuation_nll(model, tokenizer.pad_token_id,
+                                   *retokenized(tokenizer, prompts, texts, [True, True]), 2)
     eos = tokenizer.eos_token_id
     for i, (prompt, text) in enumerate(zip(prompts, texts)):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -195,7 +196,8 @@ def test_continuation_nll_matches_a_manual_log_likelihood(make_tiny_neo, tokeniz
     model = make_tiny_neo(seed=3)
     prompts = ["the old castle near the bridge", "you are a"]
     texts = [" is known for its history .", " stupid clown"]
-    nll, tokens = continuation_nll(model, tokenizer, prompts, texts, batch_size=2)
+    nll, tokens = continuation_nll(model, tokenizer.pad_token_id,
+                                   *retokenized(tokenizer, prompts, texts, [False, False]), 2)
     for i, (prompt, text) in enumerate(zip(prompts, texts)):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -7,8 +7,10 @@ import torch
 
 from detox.generation import GenerationParams
 from detox.sample.samples import COLUMNS, pick_prompts, scored_samples
-from detox.toxicity import PackagedScorer
+from detox.toxicity import PackagedScorer, toxicity_reading
 
+# The packaged scorers' labels (neutral, toxic) read as a softmax classifier's.
+READING = toxicity_reading(PackagedScorer.id2label, False, None, None)
 SAMPLING = GenerationParams(max_new_tokens_from=3, max_new_tokens_to=6, top_k=0, top_p=1.0)
 
 
@@ -31,7 +33,7 @@ def test_each_prompt_gets_k_scored_continuations_kept_as_sampled(tokenizer, tiny
     scorer = PackagedScorer("profanity-check")
 
     def draw(seed: int) -> pd.DataFrame:
-        return scored_samples(tiny_neo, tokenizer, scorer, 0, prompts, 4, SAMPLING, 2, seed)
+        return scored_samples(tiny_neo, tokenizer, scorer, READING, prompts, 4, SAMPLING, 2, seed)
 
     table = draw(0)
     assert list(table.columns) == list(COLUMNS) and len(table) == 12

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from detox import DetoxError
-from detox.evaluate.fluency import continuation_nll
+from detox.evaluate.fluency import continuation_nll, retokenized
 from detox.generation import generate
 from detox.train.word_filter import add_word_filter, banned_sequences, load_words
 
@@ -160,28 +160,30 @@ def reference_nll(model, tokenizer, prompt: str, text: str, banned: list[list[in
 def test_continuation_nll_scores_the_filtered_policy(hell_dir, tokenizer):
     model = load(hell_dir)
     # " hel hel" is clean, but after each " hel" the model wanted "l"; " a hell" has a masked
-    # target (what re-tokenizing could give); the others have nothing near a banned sequence.
+    # target, which the filtered policy cannot have sampled; the others have nothing near a
+    # banned sequence.
     texts = [" a hel hel hel", " a hell", " the village", " friendly and"]
-    prompts = [PROMPT] * len(texts)
-    base, counts = continuation_nll(model, tokenizer, prompts, texts, batch_size=3)
+    ids = retokenized(tokenizer, [PROMPT] * len(texts), texts, [False] * len(texts))
+    base, counts = continuation_nll(model, tokenizer.pad_token_id, *ids, 3)
     assert np.allclose(base, [reference_nll(model, tokenizer, PROMPT, t, [])
                               for t in texts], atol=1e-4)
 
     add_word_filter(model, tokenizer, SOURCE)
     banned = model.generation_config.bad_words_ids
-    nll, filtered_counts = continuation_nll(model, tokenizer, prompts, texts, batch_size=3)
-    assert np.isfinite(nll).all() and (filtered_counts == counts).all()
-    assert np.allclose(nll, [reference_nll(model, tokenizer, PROMPT, t, banned) for t in texts],
-                       atol=1e-4)
+    nll, filtered_counts = continuation_nll(model, tokenizer.pad_token_id, *ids, 3)
+    assert (filtered_counts == counts).all()
+    kept = [0, 2, 3]
+    assert np.allclose(nll[kept], [reference_nll(model, tokenizer, PROMPT, texts[i], banned)
+                                   for i in kept], atol=1e-4)
     assert nll[0] < base[0] - 1  # the banned "l"'s mass went to what was written
-    assert nll[1] <= base[1]  # its masked "l" is scored unmasked, the rest renormalised
+    assert np.isposinf(nll[1])  # a banned token has probability 0 under the filtered policy
 
 
 def test_continuation_nll_of_a_model_without_a_filter_is_unchanged(tiny_neo, tokenizer):
     """The same numbers as a direct cross-entropy, with or without an eos scored."""
     texts, prompts = [" the village", "", " a"], [PROMPT, " friendly", " the"]
-    nll, counts = continuation_nll(tiny_neo, tokenizer, prompts, texts, batch_size=2,
-                                   ended_with_eos=[False, True, True])
+    nll, counts = continuation_nll(tiny_neo, tokenizer.pad_token_id,
+                                   *retokenized(tokenizer, prompts, texts, [False, True, True]), 2)
     eos = tokenizer.eos_token_id
     for value, count, prompt, text, ended in zip(nll, counts, prompts, texts, [False, True, True]):
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

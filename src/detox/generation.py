@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from detox.models import end_ids
 from detox.params import require
 
 
@@ -43,12 +44,13 @@ class GenerationParams:
 def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]],
              max_new_tokens: int, top_k: int, top_p: float, seed: int,
              dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-    """Sample one continuation per query in a single batch; each is cut after its first eos.
+    """Sample one continuation per query in a single batch; each is cut after its first end
+    token (any eos of ``end_ids``), which it keeps.
 
     Seeding per call keeps the samples identical for the same model, prompts and seed.
     """
     device = next(model.parameters()).device
-    eos = tokenizer.eos_token_id
+    ends = end_ids(model, tokenizer)
     width = max(len(q) for q in queries)
     input_ids = torch.full((len(queries), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
@@ -62,10 +64,16 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]]
     with torch.no_grad(), autocast:
         output = model.generate(
             input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-            max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k, top_p=top_p, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
+            max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k, top_p=top_p,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=ends,
         )
     responses = []
     for row in output[:, width:].cpu():
-        ends = (row == eos).nonzero()
-        responses.append(row[: int(ends[0]) + 1] if len(ends) else row)
+        stops = torch.isin(row, torch.as_tensor(ends)).nonzero()
+        responses.append(row[: int(stops[0]) + 1] if len(stops) else row)
     return responses
+
+
+def ended(response: torch.Tensor | list[int], ends: list[int]) -> bool:
+    """Whether a continuation ``generate`` returned stopped at an end token (not at its cap)."""
+    return len(response) > 0 and int(response[-1]) in ends

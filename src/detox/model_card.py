@@ -127,11 +127,16 @@ def training_card(base: Mapping[str, Any], scorer: Mapping[str, Any], params: An
     adapter, method = params.adapter, params.method
     base_source = base["source"] + (f" @ {base['revision']}" if base.get("revision") else "")
     if adapter.kind == "lora":
+        # with target_modules null (peft's default) only the run knows the modules it adapted
+        targets = (summary.get("lora_target_modules")
+                   or ", ".join(adapter.target_modules or ["peft's default modules"]))
         trained = (f"LoRA (rank {adapter.rank}, alpha {adapter.alpha:g}, dropout "
-                   f"{adapter.dropout:g}, on {', '.join(adapter.target_modules)}) in the top "
-                   f"{params.layers} blocks, merged into the weights on save")
+                   f"{adapter.dropout:g}, on {targets}) in the top {params.layers} blocks, "
+                   "merged into the weights on save; every base weight frozen")
     else:
-        trained = f"the top {params.layers} transformer blocks; everything below frozen"
+        trained = (f"the top {params.layers} transformer blocks and the final norm; the "
+                   "embeddings, the blocks below and the output head frozen")
+    trained += "; PPO's value head trains too (not saved)" if method == "ppo" else ""
     trains = method != "word_filter"
     data = ModelCardData(
         base_model=_hub_id(base["source"]),

@@ -26,6 +26,33 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def end_ids(model, tokenizer: PreTrainedTokenizerBase | None = None) -> list[int]:
+    """Every id that ends a continuation: the model's generation config's eos ids (else its
+    config's; Llama 3's list several), and the tokenizer's eos where given, first."""
+    named: list[int] = []
+    for config in (getattr(model, "generation_config", None), model.config):
+        ids = getattr(config, "eos_token_id", None)
+        if ids is not None:
+            named = [ids] if isinstance(ids, int) else list(ids)
+            break
+    first = [] if tokenizer is None or tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    return list(dict.fromkeys(first + named))
+
+
+def special_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids the tokenizer puts before any text (Llama's BOS; nothing for GPT-2's).
+
+    A prompt is its text's tokens after these: the text holds no special token and its length
+    counts text tokens only.
+    """
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start:start + len(plain)] == plain:
+            return full[:start]
+    return []
+
+
 def load_causal_lm(path: str | Path, device: torch.device) -> AutoModelForCausalLM:
     """A frozen policy for evaluation, kept in fp32 (autocast handles lower precision)."""
     return AutoModelForCausalLM.from_pretrained(path).to(device).eval()

@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 
 from detox import DetoxError
-from detox.toxicity import BUILTIN_MARKER, PackagedScorer, Scorer
+from detox.toxicity import BUILTIN_MARKER, MULTI_LABEL, PackagedScorer, Scorer
 
 
 class ClassifierScorer:
-    """A Hugging Face sequence classifier, batched, in the requested dtype and device."""
+    """A Hugging Face sequence classifier, batched, in the requested dtype and device; its
+    ``logits`` are the raw head outputs, a softmax's or (``multi_label``) one sigmoid's per
+    label: ``detox.toxicity.ToxicityReading`` says how they read as toxicity."""
 
     def __init__(self, path: str | Path, device: torch.device, dtype: torch.dtype,
                  batch_size: int = 64) -> None:
@@ -28,6 +30,7 @@ class ClassifierScorer:
         positions = getattr(self.model.config, "max_position_embeddings", 514) - 2
         self.max_length = min(positions, self.tokenizer.model_max_length)
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+        self.multi_label = self.model.config.problem_type == MULTI_LABEL
 
     @torch.no_grad()
     def logits(self, texts: list[str]) -> torch.Tensor:

@@ -29,10 +29,12 @@ from unittest import mock
 
 import numpy as np
 import torch
-from transformers import GPTNeoConfig, GPTNeoForCausalLM
+from transformers import AutoModelForCausalLM, GPTNeoConfig, PretrainedConfig
+from transformers.pytorch_utils import Conv1D
 
 from detox.params import compose, parse
 from detox.train.params import TrainParams
+from detox.train.policy import freeze_all_but_top, lora_targets, transformer_blocks
 
 # (hidden size, blocks, heads, vocabulary) of EleutherAI's GPT-Neo checkpoints; "tiny" checks
 # the script on CPU
@@ -48,31 +50,37 @@ def policy_config(size: str) -> GPTNeoConfig:
                         attention_types=[[["global", "local"], blocks // 2]])
 
 
-def estimate(config: GPTNeoConfig, layers: int, lora_rank: int | None,
-             target_modules: list[str]) -> dict[str, float]:
+def estimate(config: PretrainedConfig, layers: int, lora_rank: int | None,
+             target_modules: list[str] | None = None) -> dict[str, float]:
     """Bytes of what a run holds for the model, from parameter counts (activations aside).
 
-    All weights are kept in fp32 (mixed precision autocasts them), the frozen ones once. Without
-    LoRA the top ``layers`` blocks, the final norm and the value head train: the reference holds
-    its own fp32 copy of them, and Adam adds a gradient and two moments (4 + 4 + 8 bytes each).
-    With LoRA nothing of the base is copied and only the adapter and the value head train.
+    ``config`` is any causal LM's (GPT-Neo, GPT-2, Llama, ...): what trains is decided by the
+    same code as in a run (``detox.train.policy``), so the blocks, the final norm and the
+    output head are found by it, not named here. All weights are kept in fp32 (mixed precision
+    autocasts them), the frozen ones once. Without LoRA the top ``layers`` blocks, the final
+    norm and the value head train (the output head, tied or not, is frozen): the reference
+    holds its own fp32 copy of them, and Adam adds a gradient and two moments (4 + 4 + 8 bytes
+    each). With LoRA nothing of the base is copied and only the adapter (in
+    ``target_modules``, ``None`` for peft's default) and the value head train.
     """
     with torch.device("meta"):  # shapes without memory
-        model = GPTNeoForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
+    freeze_all_but_top(model, layers)
     total = sum(p.numel() for p in model.parameters())
-    top = model.transformer.h[config.num_layers - layers:]
     value_head = config.hidden_size + 1
     if lora_rank is None:
-        trainable = (sum(p.numel() for p in top.parameters())
-                     + sum(p.numel() for p in model.transformer.ln_f.parameters()) + value_head)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) + value_head
         copied = trainable
     else:
-        trainable = value_head + sum(
-            lora_rank * (module.in_features + module.out_features)
-            for name, module in top.named_modules()
-            if isinstance(module, torch.nn.Linear) and name.rpartition(".")[2] in target_modules)
-        copied = 0
-        total += trainable - value_head  # the adapter's weights come on top of the base
+        _, blocks = transformer_blocks(model)
+        targets = lora_targets(config, target_modules)
+        adapter = sum(  # rank x (in + out) per adapted matrix, whichever way it is stored
+            lora_rank * sum(module.weight.shape)
+            for block in blocks[len(blocks) - layers:] for name, module in block.named_modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D))
+            and name.rpartition(".")[2] in targets)
+        trainable, copied = adapter + value_head, 0
+        total += adapter  # the adapter's weights come on top of the base
     return {"params": total + value_head, "trainable": trainable,
             "weights_bytes": 4 * (total + value_head), "reference_copy_bytes": 4 * copied,
             "optimizer_bytes": (4 + 8) * trainable,
@@ -116,7 +124,7 @@ def run_one(size: str, adapter: str, steps: int, ppo_epochs: int | None,
     from detox.device import resolve_device, resolve_dtype
     from detox.download.builtin import corpus
     from detox.download.builtin.tiny_model import train_tokenizer
-    from detox.toxicity import PackagedScorer
+    from detox.toxicity import PackagedScorer, toxicity_reading
     from detox.train import ppo
     from detox.train.policy import count_parameters, load_trainable
 
@@ -128,7 +136,7 @@ def run_one(size: str, adapter: str, steps: int, ppo_epochs: int | None,
     if not (folder / "config.json").exists():  # random weights, made once per size
         torch.manual_seed(0)
         with torch.device(device):  # initialising 2.7B parameters is much faster on a GPU
-            GPTNeoForCausalLM(policy_config(size)).save_pretrained(folder)
+            AutoModelForCausalLM.from_config(policy_config(size)).save_pretrained(folder)
     rows = [row for family in corpus.FAMILIES for row in corpus.generate(family, 40, 0)]
     tokenizer = train_tokenizer([f"{r['prompt']} {r['continuation']}" for r in rows], 300)
     rng = np.random.default_rng(0)
@@ -143,9 +151,11 @@ def run_one(size: str, adapter: str, steps: int, ppo_epochs: int | None,
     load_peak = torch.cuda.max_memory_allocated() if on_gpu else 0
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+    scorer = PackagedScorer("profanity-check")
+    reading = toxicity_reading(scorer.id2label, scorer.multi_label, None, None)
     with mock.patch.object(ppo, "Checkpoints", _StepClock):
-        outcome = ppo.train(policy, reference, tokenizer, PackagedScorer("profanity-check"), 0,
-                            prompts, params, device, workdir / "unused", dtype)
+        outcome = ppo.train(policy, reference, tokenizer, scorer, reading, prompts, params,
+                            device, workdir / "unused", dtype)
     step_seconds = np.diff(_StepClock.times)[1:]  # the first step warms CUDA up
     estimated = estimate(policy_config(size), params.layers,
                          params.adapter.rank if adapter == "lora" else None,

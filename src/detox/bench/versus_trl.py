@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import transformers
 import trl
-from transformers import (GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerBase,
+from transformers import (AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase,
                           PreTrainedTokenizerFast, RobertaConfig, RobertaForSequenceClassification)
 from trl import AutoModelForCausalLMWithValueHead, PPOTrainer, create_reference_model
 
@@ -70,7 +70,7 @@ from detox.models import load_causal_lm, load_tokenizer
 from detox.params import compose, parse
 from detox.scoring import load_scorer
 from detox.stage import run_stage
-from detox.toxicity import BUILTIN_MARKER, Scorer, neutral_index, toxicity
+from detox.toxicity import BUILTIN_MARKER, Scorer, ToxicityReading, toxicity_reading
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable
 from detox.train.ppo import ppo_config
@@ -86,8 +86,9 @@ class Shape:
 
     preset: str
     vocab_size: int | None  # None: the builtin tokenizer's own vocabulary
-    policy: dict  # GPTNeoConfig settings
+    policy: dict  # the policy's config settings, of the architecture ``family``
     scorer: dict | None  # RobertaConfig settings; None: the packaged profanity-check scorer
+    family: str = "gpt_neo"  # transformers' model_type of the policy
 
 
 SHAPES = {
@@ -103,6 +104,13 @@ SHAPES = {
         max_position_embeddings=2048, hidden_size=768, num_layers=12, num_heads=12,
         attention_types=[[["global", "local"], 6]], window_size=256),
         dict(id2label={0: "nothate", 1: "hate"}, label2id={"nothate": 0, "hate": 1})),
+    # HuggingFaceTB/SmolLM2-135M(-Instruct), the smollm2 preset's policy (a Llama), with the
+    # preset's packaged scorer.
+    "smollm2-135m": Shape("smollm2", 49152, dict(
+        max_position_embeddings=8192, hidden_size=576, intermediate_size=1536,
+        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True),
+        None, family="llama"),
 }
 
 
@@ -123,8 +131,9 @@ def save_models(shape: Shape, folder: Path, seed: int) -> tuple[Path, Path]:
     special = dict(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     policy_dir, scorer_dir = folder / "base", folder / "scorer"
-    GPTNeoForCausalLM(GPTNeoConfig(vocab_size=len(tokenizer), **special, **shape.policy)
-                      ).save_pretrained(policy_dir)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(
+        shape.family, vocab_size=len(tokenizer), **special, **shape.policy)
+    ).save_pretrained(policy_dir)
     tokenizer.save_pretrained(policy_dir)
     scorer_dir.mkdir()
     if shape.scorer is None:
@@ -198,6 +207,13 @@ def random_queries(rng: np.random.Generator, count: int, low: int, high: int,
 
 # --- one PPO iteration of each loop ----------------------------------------------------------
 
+def reading(bench: Bench, scorer: Scorer) -> ToxicityReading:
+    """How the scorer's logits read as toxicity under the bench's params, as in the stages."""
+    model = bench.params.model
+    return toxicity_reading(scorer.id2label, scorer.multi_label, model.neutral_label,
+                            model.toxic_labels)
+
+
 @dataclass
 class Iteration:
     generate_s: float
@@ -217,7 +233,7 @@ class Loop(ABC):
 
     def __init__(self, bench: Bench, scorer: Scorer) -> None:
         self.bench, self.scorer = bench, scorer
-        self.neutral = neutral_index(scorer.id2label, bench.params.model.neutral_label)
+        self.reading = reading(bench, scorer)
         self.tokenizer = load_tokenizer(bench.policy_dir)
         self.lengths = np.random.default_rng(bench.params.seed + 1)  # new-token draws
 
@@ -236,7 +252,7 @@ class Loop(ABC):
         responses = self.responses(queries, seed)
         generated = bench.now()
         reward = rewards(self.scorer.logits(self.texts(responses)), bench.params.reward,
-                         self.neutral)
+                         self.reading)
         scored = bench.now()
         self.stats = self.trainer.step([torch.as_tensor(q, device=device) for q in queries],
                                        [r.to(device) for r in responses], list(reward.to(device)))
@@ -323,8 +339,7 @@ def project_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, scorer
     """The evaluate stage: batched continuations, then one pass of the scorer over all."""
     frame = continuations(model, tokenizer, queries, bench.sampling,
                           bench.sampling.batch_size, bench.params.seed, bench.dtype)
-    neutral = neutral_index(scorer.id2label, bench.params.model.neutral_label)
-    return toxicity(scorer.logits(frame["continuation"].tolist()), neutral)
+    return reading(bench, scorer).toxicity(scorer.logits(frame["continuation"].tolist()))
 
 
 def baseline_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
@@ -332,7 +347,7 @@ def baseline_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, score
     """TRL's ``evaluate-toxicity.py``: prompt texts tokenized with left padding per batch,
     ``generate``, the prompt text stripped from the decoded output, each batch scored."""
     sampling = bench.sampling
-    neutral = neutral_index(scorer.id2label, bench.params.model.neutral_label)
+    scores_of = reading(bench, scorer).toxicity
     prompts, scores = tokenizer.batch_decode(queries), []
     for start in range(0, len(prompts), sampling.batch_size):
         torch.manual_seed(bench.params.seed)
@@ -345,7 +360,7 @@ def baseline_eval(bench: Bench, model, tokenizer: PreTrainedTokenizerBase, score
                                      pad_token_id=tokenizer.pad_token_id)
         texts = [text.replace(prompt, "") for text, prompt in
                  zip(tokenizer.batch_decode(outputs, skip_special_tokens=True), batch)]
-        scores.append(toxicity(scorer.logits(texts), neutral))
+        scores.append(scores_of(scorer.logits(texts)))
     return np.concatenate(scores)
 
 

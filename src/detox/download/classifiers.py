@@ -35,7 +35,10 @@ def snapshot_classifier(source: str, dest: Path, param: str) -> dict:
         dest.mkdir(parents=True)
         model.save_pretrained(dest)
         tokenizer.save_pretrained(dest)
+        # problem_type says how the logits read: multi_label_classification is one sigmoid
+        # per label (toxic-bert), null or single_label_classification one softmax over all.
         manifest = {"source": source, "revision": getattr(model.config, "_commit_hash", None),
-                    "id2label": model.config.id2label}
+                    "id2label": model.config.id2label,
+                    "problem_type": model.config.problem_type}
     write_source(dest, manifest)
     return manifest

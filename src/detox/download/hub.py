@@ -21,6 +21,10 @@ def offline_hint(param: str, source: str, dataset: bool = False) -> str:
         owner, name, file = path.removeprefix("hf://datasets/").split("/", 2)
         command = f"huggingface-cli download {owner}/{name} {file} --repo-type dataset"
         target = f"<folder>/{file}"
+    elif "gguf_file=" in source:  # one file of a repository that often holds a dozen
+        file = source.partition("gguf_file=")[2].partition("&")[0]
+        command = f"huggingface-cli download {path} {file}"
+        target = f"<folder>/{file}"
     else:
         command = f"huggingface-cli download {path}" + (" --repo-type dataset" if dataset else "")
         target = "<folder>" + (source[len(path):] if dataset else "")
@@ -70,21 +74,27 @@ def require_hub(param: str, source: str, dataset: bool = False) -> None:
                          + " (or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache)")
 
 
-def pretrained(auto_class: str, source: str, param: str):
-    """``transformers.<auto_class>.from_pretrained(source)`` with one-line errors."""
+def pretrained(auto_class: str, source: str, param: str, shown: str | None = None, **kwargs):
+    """``transformers.<auto_class>.from_pretrained(source, **kwargs)`` with one-line errors
+    that quote ``shown`` (the param's value, where ``source`` is only its path) as the source."""
     import transformers
 
-    if not Path(source).exists():
-        require_hub(param, source)
+    shown = shown or source
+    local = Path(source).exists()
+    if not local:
+        require_hub(param, shown)
 
     loader = getattr(transformers, auto_class)
     try:
-        return loader.from_pretrained(source)
+        return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
-        where = "local folder" if Path(source).exists() else "hub id or local folder"
+        # a local folder has nothing to pre-download: the hint is for hub ids
+        where = "hub id or local folder"
+        if local:
+            where = "GGUF file" if kwargs.get("gguf_file") else "local folder"
         raise DetoxError(
-            f"params.yaml: {param}={source!r}: could not load it as a {where} "
-            f"({first_line(error)}). " + offline_hint(param, source)
+            f"params.yaml: {param}={shown!r}: could not load it as a {where} "
+            f"({first_line(error)})" + ("" if local else ". " + offline_hint(param, shown))
         ) from None
 
 

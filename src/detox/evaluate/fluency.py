@@ -8,17 +8,32 @@ import torch
 from tqdm.auto import tqdm
 from transformers import NoBadWordsLogitsProcessor, PreTrainedTokenizerBase
 
+from detox.models import end_ids, special_prefix
+
+
+def retokenized(tokenizer: PreTrainedTokenizerBase, prompts: list[str], texts: list[str],
+                ended_with_eos: list[bool]) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompts and continuations as another LM's tokenizer reads them (a fluency LM of its
+    own): each prompt after the tokenizer's own prefix (its BOS), each continuation followed by
+    its eos where it ended with one."""
+    prefix = special_prefix(tokenizer)
+    prompt_ids = [prefix + ids for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    text_ids = [ids + [tokenizer.eos_token_id] if ended else ids for ids, ended in
+                zip(tokenizer(list(texts), add_special_tokens=False)["input_ids"], ended_with_eos)]
+    return prompt_ids, text_ids
+
 
 @torch.no_grad()
-def continuation_nll(model, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                     texts: list[str], batch_size: int, ended_with_eos: list[bool] | None = None,
+def continuation_nll(model, pad_token_id: int, prompt_ids: list[list[int]],
+                     continuation_ids: list[list[int]], batch_size: int,
                      desc: str = "fluency") -> tuple[np.ndarray, np.ndarray]:
-    """Summed negative log-likelihood of each text given its prompt, and its token count.
+    """Summed negative log-likelihood of each continuation given its prompt, and its token count.
 
-    Both are re-tokenized with ``tokenizer`` so any causal LM can judge fluency; sequences
-    longer than the model's context keep their last tokens. Where the continuation ended with
-    an eos, that eos is scored too: stopping is part of what was written, and an empty
-    continuation (eos first) gets a likelihood instead of vanishing from the perplexity.
+    The ids are the sampled ones (the policy's own tokens, so the KL to the base is not biased
+    by a re-tokenisation), or ``retokenized`` for another LM. A continuation's end token is
+    scored too: stopping is part of what was written, and an empty continuation (eos first)
+    gets a likelihood instead of vanishing from the perplexity. Sequences longer than the
+    model's context keep their last tokens.
 
     A model whose generation config bans words (``bad_words_ids``, the word_filter baseline)
     never samples from its raw distribution: each scored token is scored under the filtered
@@ -26,22 +41,17 @@ def continuation_nll(model, tokenizer: PreTrainedTokenizerBase, prompts: list[st
     """
     device = next(model.parameters()).device
     bad_words = getattr(getattr(model, "generation_config", None), "bad_words_ids", None)
-    # The eos generate is given (detox.generation): a sequence of just that token is not banned.
-    word_filter = (NoBadWordsLogitsProcessor(bad_words, eos_token_id=tokenizer.eos_token_id)
+    # The end tokens generate is given (detox.generation): a sequence of just one is not banned.
+    word_filter = (NoBadWordsLogitsProcessor(bad_words, eos_token_id=end_ids(model))
                    if bad_words else None)
     context = getattr(model.config, "max_position_embeddings", 1024)
-    nll, counts = np.zeros(len(texts)), np.zeros(len(texts), dtype=int)
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    text_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    if ended_with_eos is not None:
-        text_ids = [ids + [tokenizer.eos_token_id] if ended else ids
-                    for ids, ended in zip(text_ids, ended_with_eos)]
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
-        rows = range(start, min(start + batch_size, len(texts)))
-        sequences = [(prompt_ids[i] + text_ids[i])[-context:] for i in rows]
-        lengths = [min(len(text_ids[i]), len(seq) - 1) for i, seq in zip(rows, sequences)]
+    nll, counts = np.zeros(len(continuation_ids)), np.zeros(len(continuation_ids), dtype=int)
+    for start in tqdm(range(0, len(continuation_ids), batch_size), desc=desc, unit="batch"):
+        rows = range(start, min(start + batch_size, len(continuation_ids)))
+        sequences = [(list(prompt_ids[i]) + list(continuation_ids[i]))[-context:] for i in rows]
+        lengths = [min(len(continuation_ids[i]), len(seq) - 1) for i, seq in zip(rows, sequences)]
         width = max(len(seq) for seq in sequences)
-        input_ids = torch.full((len(sequences), width), tokenizer.pad_token_id, dtype=torch.long)
+        input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
         targets = torch.full((len(sequences), width), -100, dtype=torch.long)
         for row, (seq, n) in enumerate(zip(sequences, lengths)):
             input_ids[row, : len(seq)] = torch.as_tensor(seq)
@@ -70,11 +80,5 @@ def filtered(word_filter: NoBadWordsLogitsProcessor, longest: int, logits: torch
     padded = torch.nn.functional.pad(input_ids, (longest, 0), value=-1)
     # windows[:, t] = the tokens up to and including t, the prefix generate had at that step
     windows = padded.unfold(1, longest, 1)[:, 1:input_ids.shape[1]]
-    raw = logits[:, :-1][scored]
-    masked = word_filter(windows[scored], raw)
-    # Evaluate re-tokenizes the decoded text, so a scored token can be one the filter masks
-    # (the text came out as other tokens when sampled): it would cost an infinite NLL. Such a
-    # position keeps the unmasked distribution, a finite stand-in for a token the filtered
-    # policy did not sample as such.
-    banned = torch.isneginf(masked.gather(1, targets[scored][:, None]))[:, 0]
-    logits[:, :-1][scored] = torch.where(banned[:, None], raw, masked)
+    # The scored ids are the filtered policy's own samples: none is masked here.
+    logits[:, :-1][scored] = word_filter(windows[scored], logits[:, :-1][scored])

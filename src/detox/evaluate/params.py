@@ -21,8 +21,10 @@ class DataParams:
 @dataclass(frozen=True)
 class ModelParams(DeviceParams):
     policy: str  # named in the report's title
-    neutral_label: str | None
+    neutral_label: str | None  # the reward scorer's, if softmax
+    toxic_labels: list[str] | None  # the reward scorer's, if multi-label
     judge_neutral_label: str | None
+    judge_toxic_labels: list[str] | None
     fluency_lm: str | None  # null: perplexity under the base policy
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from detox import DetoxError
+from detox.models import special_prefix
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -65,20 +66,24 @@ def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, mi
                      query: str = "prompt") -> pd.DataFrame:
     """Cut each query text to a length sampled uniformly in [min_tokens, max_tokens] tokens.
 
-    As in TRL's toxicity example: ``tokenizer.encode(text)[:length]``. The ``prompt`` column
-    becomes the decoded cut (the query), ``input_ids`` its tokens and ``source_text`` the text it
-    was cut from. Empty queries are dropped.
+    As in TRL's toxicity example: ``tokenizer.encode(text)[:length]``, counting text tokens
+    only. The ``prompt`` column becomes the decoded cut (the query: text, no special token),
+    ``input_ids`` the tokenizer's own prefix (a Llama tokenizer's BOS) followed by the cut's
+    tokens, and ``source_text`` the text it was cut from. Empty queries are dropped.
     """
     require_columns(table, ["prompt"], source)
     rng = np.random.default_rng(seed)
     texts = query_texts(table, query, source)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(table))
-    ids = [tokens[:n] for tokens, n in zip(tokenizer(texts.tolist())["input_ids"], lengths)]
-    out = table.assign(source_text=texts, input_ids=ids)
-    out = out[[len(tokens) > 0 for tokens in ids]].reset_index(drop=True)
+    cuts = [tokens[:n] for tokens, n in
+            zip(tokenizer(texts.tolist(), add_special_tokens=False)["input_ids"], lengths)]
+    out = table.assign(source_text=texts, input_ids=cuts)
+    out = out[[len(tokens) > 0 for tokens in cuts]].reset_index(drop=True)
     if out.empty:
         raise DetoxError(f"{source}: every prompt is empty")
     out["prompt"] = tokenizer.batch_decode(out["input_ids"].tolist())
+    prefix = special_prefix(tokenizer)
+    out["input_ids"] = [prefix + list(tokens) for tokens in out["input_ids"]]
     return out
 
 

@@ -32,7 +32,8 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ModelParams(DeviceParams):
-    neutral_label: str | None
+    neutral_label: str | None  # the reward scorer's, if softmax
+    toxic_labels: list[str] | None  # the reward scorer's, if multi-label
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from detox.generation import GenerationParams, generate
-from detox.toxicity import Scorer, toxicity
+from detox.generation import GenerationParams, ended, generate
+from detox.models import end_ids
+from detox.toxicity import Scorer, ToxicityReading
 
 COLUMNS = ("prompt_id", "prompt", "prompt_ids", "sample", "continuation", "continuation_ids",
            "ended_with_eos", "toxicity")
@@ -27,18 +28,19 @@ def pick_prompts(prompts: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     return prompts.iloc[np.sort(order)].reset_index(drop=True)
 
 
-def scored_samples(model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer, neutral: int,
-                   prompts: pd.DataFrame, per_prompt: int, sampling: GenerationParams,
-                   batch_size: int, seed: int, dtype: torch.dtype = torch.float32,
-                   ) -> pd.DataFrame:
+def scored_samples(model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
+                   reading: ToxicityReading, prompts: pd.DataFrame, per_prompt: int,
+                   sampling: GenerationParams, batch_size: int, seed: int,
+                   dtype: torch.dtype = torch.float32) -> pd.DataFrame:
     """``per_prompt`` continuations of every prompt (``prompt``, ``input_ids``), each scored
-    by the reward scorer (``toxicity``: its probability of the toxic label).
+    by the reward scorer as ``reading`` reads it (``toxicity``: its P(toxic)).
 
     As in PPO, each batch draws its cap on new tokens from the ``generation`` range, so the
     samples have the lengths PPO's have. ``continuation_ids`` are the sampled ids themselves,
     eos included where the policy ended: what sft and dpo train on, not a re-tokenisation.
     """
     rng = np.random.default_rng(seed)
+    ends = end_ids(model, tokenizer)
     frames = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", unit="batch"):
         batch = prompts.iloc[start:start + batch_size]
@@ -55,8 +57,7 @@ def scored_samples(model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer, ne
             "sample": np.tile(np.arange(per_prompt), len(batch)),
             "continuation": texts,
             "continuation_ids": [response.tolist() for response in responses],
-            "ended_with_eos": [bool(len(r)) and int(r[-1]) == tokenizer.eos_token_id
-                               for r in responses],
-            "toxicity": toxicity(scorer.logits(texts), neutral).round(6),
+            "ended_with_eos": [ended(r, ends) for r in responses],
+            "toxicity": reading.toxicity(scorer.logits(texts)).round(6),
         }))
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)]

@@ -22,7 +22,8 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ModelParams(DeviceParams):
-    neutral_label: str | None
+    neutral_label: str | None  # the reward scorer's, if softmax
+    toxic_labels: list[str] | None  # the reward scorer's, if multi-label
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class AdapterParams:
     rank: int
     alpha: float  # LoRA scales its update by alpha / rank
     dropout: float
-    target_modules: list[str]  # module names inside a block (GPT-Neo's: q_proj, c_fc, ...)
+    # module names inside a block (GPT-Neo's: q_proj, c_fc, ...); None: peft's default for the
+    # policy's architecture (detox.train.policy.lora_targets)
+    target_modules: list[str] | None
 
     def __post_init__(self) -> None:
         require(self.kind in ADAPTERS, "adapter.kind", self.kind,

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
 from detox.generation import generate
-from detox.toxicity import Scorer, toxicity
+from detox.toxicity import Scorer, ToxicityReading
 from detox.train.guard import WINDOW, divergence, first_bad_step
 from detox.train.log import LiveSeries, log_row
 from detox.train.params import PPOParams, TrainParams
@@ -49,8 +49,8 @@ class Outcome:
 
 
 def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
-          neutral: int, prompts: list[list[int]], params: TrainParams, device: torch.device,
-          checkpoint_dir: Path, dtype: torch.dtype = torch.float32,
+          reading: ToxicityReading, prompts: list[list[int]], params: TrainParams,
+          device: torch.device, checkpoint_dir: Path, dtype: torch.dtype = torch.float32,
           log_dir: Path | None = None) -> Outcome:
     """Run ``params.ppo.steps`` PPO steps in place on ``policy``, resuming from the latest
     checkpoint in ``checkpoint_dir`` if there is one; the main process writes each step's
@@ -110,13 +110,13 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                                  (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             logits = scorer.logits(texts)
-            reward = rewards(logits, params.reward, neutral)
+            reward = rewards(logits, params.reward, reading)
             queries = [torch.as_tensor(q, device=device) for q in batch]
             stats = trainer.step(queries, [r.to(device) for r in responses],
                                  list(reward.to(device)))
             # TRL's stats are already averaged over the processes; ours are made so.
             toxic, length = accelerator.reduce(torch.tensor(
-                [float(toxicity(logits, neutral).mean()),
+                [float(reading.toxicity(logits).mean()),
                  float(np.mean([len(r) for r in responses]))], device=accelerator.device),
                 "mean").tolist()
             samples = int(accelerator.reduce(torch.tensor(len(batch), device=accelerator.device),

@@ -53,25 +53,55 @@ def load_words(source: str) -> list[str]:
     return [word for word in words if word and not word.startswith("#")]
 
 
+# Where a word is written, as (text before it, what joins them): the start of a text, after a
+# word and a space (mid-sentence), at the start of a line. Tokenizers differ in what they emit
+# there: GPT-2's BPE writes " hell" as one "Ġhell" token and a line-initial "hell" without it;
+# SentencePiece (Llama 2, Mistral) writes "▁hell" at the start and mid-sentence alike and a bare
+# "hell" after a newline; Llama 3's byte-level BPE writes words as GPT-2's does; a tokenizer may
+# add a BOS to every text. Encoding the word after real text, rather than " hell" alone, gives
+# what the model emits in each case.
+CONTEXTS = (("", ""), ("the", " "), ("the\n", ""))
+
+
+def _in_context(words: list[str], tokenizer: PreTrainedTokenizerBase, context: str,
+                glue: str) -> list[list[int]]:
+    """The ids the tokenizer gives each of ``words`` where it follows ``context + glue``: the
+    ids of the whole text from the first one that differs from the ids of ``context`` alone (so
+    a BOS the tokenizer adds cancels out, and a token that straddles the two, as SentencePiece's
+    "\nh" + "ell", is banned as the model would emit it)."""
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    (before,) = encode([context])
+    found = []
+    for ids in encode([context + glue + word for word in words]):
+        same = 0
+        while same < min(len(ids), len(before)) and ids[same] == before[same]:
+            same += 1
+        found.append(ids[same:])
+    return found
+
+
 def banned_sequences(words: list[str], tokenizer: PreTrainedTokenizerBase,
                      source: str = "given") -> list[list[int]]:
     """The token sequences to ban: every word as written, lower-case, Capitalized and UPPER,
-    each with and without a leading space (mid-sentence and at the start of a line), sorted.
+    each as this tokenizer emits it at the start of a text, mid-sentence after a space and at
+    the start of a line (``CONTEXTS``), sorted.
 
     ``NoBadWordsLogitsProcessor`` bans a sequence's last token wherever the tokens before it
     were just generated: a multi-token word is banned only as that whole sequence (another
     tokenisation of the same text gets through), and a banned sequence is banned inside longer
     words too (a word that is one token without its space is banned everywhere that token
-    occurs). Sequences that are only the eos token are dropped: generate ignores them anyway,
-    and a policy must be able to stop.
+    occurs). A variant holding a special token (bos, eos, pad, ...) is dropped: it is no text
+    the model writes, generate ignores a lone eos anyway, and a policy must be able to stop.
     """
-    variants = {spaced for word in words
-                for cased in (word, word.lower(), word[:1].upper() + word[1:].lower(),
-                              word.upper())
-                for spaced in (cased, f" {cased}")}
-    ids = tokenizer(sorted(variants), add_special_tokens=False)["input_ids"] if variants else []
-    sequences = sorted({tuple(int(i) for i in seq) for seq in ids}
-                       - {(), (tokenizer.eos_token_id,)})
+    variants = sorted({cased for word in words
+                       for cased in (word, word.lower(), word[:1].upper() + word[1:].lower(),
+                                     word.upper())})
+    special = set(tokenizer.all_special_ids)
+    found = ({tuple(int(i) for i in ids) for context, glue in CONTEXTS
+              for ids in _in_context(variants, tokenizer, context, glue)} if variants else set())
+    sequences = sorted(seq for seq in found if seq and not special.intersection(seq))
     if not sequences:
         raise DetoxError(f"params.yaml: {PARAM}: the word list `{source}` ({len(words)} words) "
                          "yields no token ids for this tokenizer")

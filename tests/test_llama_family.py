@@ -7,8 +7,11 @@ from __future__ import annotations
 import copy
 
 import pandas as pd
+import pytest
 import torch
+from trl import AutoModelForCausalLMWithValueHead
 
+from detox import DetoxError
 from detox.download.lms import correct_tokenizer
 from detox.evaluate.fluency import continuation_nll
 from detox.evaluate.rollouts import rollout_table
@@ -90,3 +93,34 @@ def test_a_converted_tokenizer_gets_the_models_eos_and_a_pad_that_is_not_bos(
     assert len(changes) == 3 and any("eos_token '<s>' -> '</s>'" in c for c in changes)
     # an agreeing tokenizer is left alone
     assert correct_tokenizer(copy.deepcopy(llama_tokenizer), make_tiny_llama(seed=0)) == []
+
+
+def test_end_ids_read_the_generation_config_through_trls_value_head(make_tiny_llama,
+                                                                   llama_tokenizer):
+    """Llama 3 Instruct's config names one eos, its generation config two: PPO samples through
+    TRL's wrapper, which carries the config only."""
+    from trl import AutoModelForCausalLMWithValueHead
+
+    model = make_tiny_llama(seed=0)
+    eos, eot = llama_tokenizer.convert_tokens_to_ids(["</s>", "<|eot|>"])
+    model.config.eos_token_id = eos
+    model.generation_config.eos_token_id = [eos, eot]
+    wrapped = AutoModelForCausalLMWithValueHead(model)
+    assert end_ids(wrapped, llama_tokenizer) == end_ids(model, llama_tokenizer) == [eos, eot]
+
+
+def test_special_token_strings_in_a_source_text_are_read_as_text(llama_tokenizer):
+    table = tokenize_prompts(pd.DataFrame({"prompt": ["the river is </s> and <s> you are a"]}),
+                             llama_tokenizer, 8, 8, seed=0, source="fixture")
+    specials = set(llama_tokenizer.all_special_ids)
+    ids = table["input_ids"][0]
+    assert ids[0] == llama_tokenizer.bos_token_id and not specials & set(ids[1:])
+
+
+def test_a_model_and_tokenizer_without_any_eos_are_refused(make_tiny_llama, llama_tokenizer):
+    model = make_tiny_llama(seed=0, eos_token_id=None)
+    model.generation_config.eos_token_id = None
+    tokenizer = copy.deepcopy(llama_tokenizer)
+    tokenizer.eos_token = None
+    with pytest.raises(DetoxError, match="names an eos token"):
+        correct_tokenizer(tokenizer, model)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from project import copy_project, run, set_params
@@ -46,7 +47,7 @@ def test_continuations_end_at_either_eos_and_are_scored_on_their_ids(repo, llama
     ends = {llama_tokenizer.convert_tokens_to_ids(t) for t in ("</s>", "<|eot|>")}
     rollouts = pd.concat(pd.read_parquet(path) for path in (repo / "data/rollouts").iterdir())
     last = rollouts["continuation_ids"].map(lambda ids: int(ids[-1]) if len(ids) else None)
-    assert (last[rollouts["ended_with_eos"]].isin(ends)).all()
+    assert rollouts["ended_with_eos"].any() and (last[rollouts["ended_with_eos"]].isin(ends)).all()
     # nothing after an end token: a continuation stops at the first one
     assert not rollouts["continuation_ids"].map(lambda ids: bool(ends & set(ids[:-1]))).any()
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
@@ -63,9 +64,13 @@ def test_the_published_folder_generates_with_plain_transformers(repo, llama_toke
         llama_tokenizer.convert_tokens_to_ids(["</s>", "<|eot|>"]))
     assert tokenizer.pad_token == "<pad>" and tokenizer.bos_token == "<s>"
     assert not model.config.tie_word_embeddings
-    output = model.generate(**tokenizer(["shut up you"], return_tensors="pt"), max_new_tokens=4,
-                            do_sample=False)
-    assert output.shape[1] <= len(tokenizer("shut up you")["input_ids"]) + 4
+    # the second eos the likeliest token: plain generate, with the saved config, stops there
+    eot = tokenizer.convert_tokens_to_ids("<|eot|>")
+    with torch.no_grad():
+        model.lm_head.weight[eot] = 50 * model.model.norm.weight.sign()
+    inputs = tokenizer(["shut up you"], return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0].tolist()
+    assert output[inputs["input_ids"].shape[1]:] == [eot]
 
 
 @pytest.mark.parametrize("overrides", [

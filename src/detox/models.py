@@ -11,7 +11,7 @@ from detox import DetoxError
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """The snapshot's tokenizer, pad = eos, padding on the right.
+    """The snapshot's tokenizer, padding on the right (pad = eos where it names no pad).
 
     Right, because TRL's PPO forward pass pads query + response with this tokenizer and gives
     the model no position ids: left padding would shift every shorter row's positions.
@@ -28,7 +28,12 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 def end_ids(model, tokenizer: PreTrainedTokenizerBase | None = None) -> list[int]:
     """Every id that ends a continuation: the model's generation config's eos ids (else its
-    config's; Llama 3's list several), and the tokenizer's eos where given, first."""
+    config's; Llama 3's list several), and the tokenizer's eos where given, first.
+
+    ``model`` may be TRL's value-head wrapper, which has the config but not the generation
+    config of the model it wraps.
+    """
+    model = getattr(model, "pretrained_model", model)
     named: list[int] = []
     for config in (getattr(model, "generation_config", None), model.config):
         ids = getattr(config, "eos_token_id", None)

@@ -113,6 +113,9 @@ def correct_tokenizer(tokenizer, model, add_bos: bool | None = None) -> list[str
 
     changes = []
     ends = end_ids(model)
+    if not ends and tokenizer.eos_token is None:
+        raise DetoxError("model.policy: neither the model's config nor its tokenizer names an "
+                         "eos token: continuations could never end")
     if ends and tokenizer.eos_token_id not in ends:
         before = tokenizer.eos_token
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(ends[0])

@@ -67,7 +67,8 @@ def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, mi
     """Cut each query text to a length sampled uniformly in [min_tokens, max_tokens] tokens.
 
     As in TRL's toxicity example: ``tokenizer.encode(text)[:length]``, counting text tokens
-    only. The ``prompt`` column becomes the decoded cut (the query: text, no special token),
+    only; special-token strings in a source text (web text holds ``<|endoftext|>``) are read as
+    text. The ``prompt`` column becomes the decoded cut (the query: text, no special token),
     ``input_ids`` the tokenizer's own prefix (a Llama tokenizer's BOS) followed by the cut's
     tokens, and ``source_text`` the text it was cut from. Empty queries are dropped.
     """
@@ -76,7 +77,8 @@ def tokenize_prompts(table: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, mi
     texts = query_texts(table, query, source)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(table))
     cuts = [tokens[:n] for tokens, n in
-            zip(tokenizer(texts.tolist(), add_special_tokens=False)["input_ids"], lengths)]
+            zip(tokenizer(texts.tolist(), add_special_tokens=False,
+                          split_special_tokens=True)["input_ids"], lengths)]
     out = table.assign(source_text=texts, input_ids=cuts)
     out = out[[len(tokens) > 0 for tokens in cuts]].reset_index(drop=True)
     if out.empty:

@@ -3,7 +3,9 @@ toxicity (neutral label, toxic labels) and the toxicity they give."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -249,6 +251,23 @@ def test_each_kind_of_classifier_refuses_the_other_kind_s_param():
                              prefix="model.judge_")
     assert "model.judge_toxic_labels=['hate'] is for a multi-label" in message
     assert "['hate', 'nothate']" in message and "model.judge_neutral_label" in message
+
+
+def test_a_sigmoid_classifier_whose_config_does_not_say_is_multi_label_by_its_param(
+        tmp_path, multilabel_scorer_dir):
+    """Many hub classifiers leave problem_type unset: toxic labels then declare the kind."""
+    unset = tmp_path / "no-problem-type"
+    shutil.copytree(multilabel_scorer_dir, unset)
+    config = json.loads((unset / "config.json").read_text())
+    del config["problem_type"]
+    (unset / "config.json").write_text(json.dumps(config))
+    scorer = load_scorer(unset, CPU, torch.float32, batch_size=2)
+    assert scorer.multi_label is None
+    reading = toxicity_reading(scorer.id2label, scorer.multi_label, None, ["toxic"])
+    np.testing.assert_allclose(reading.toxicity(scorer.logits(TEXTS)),
+                               sigmoid_of_labels(multilabel_scorer_dir, TEXTS, [0]), atol=1e-6)
+    with pytest.raises(DetoxError, match="no recognisable neutral label"):
+        toxicity_reading(scorer.id2label, scorer.multi_label, None, None)
 
 
 def test_a_softmax_scorer_reads_exactly_as_before(roberta_scorer_dir):

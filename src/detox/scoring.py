@@ -30,7 +30,8 @@ class ClassifierScorer:
         positions = getattr(self.model.config, "max_position_embeddings", 514) - 2
         self.max_length = min(positions, self.tokenizer.model_max_length)
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
-        self.multi_label = self.model.config.problem_type == MULTI_LABEL
+        problem_type = self.model.config.problem_type
+        self.multi_label = None if problem_type is None else problem_type == MULTI_LABEL
 
     @torch.no_grad()
     def logits(self, texts: list[str]) -> torch.Tensor:

@@ -37,7 +37,9 @@ MULTI_LABEL = "multi_label_classification"  # transformers' config.problem_type 
 
 class Scorer(Protocol):
     id2label: dict[int, str]
-    multi_label: bool  # one sigmoid per label (config.problem_type), else one softmax over all
+    # one sigmoid per label (config.problem_type), or one softmax over all; None: the config
+    # does not say (many hub classifiers leave problem_type unset)
+    multi_label: bool | None
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         """Float32 CPU tensor of shape (len(texts), len(id2label))."""
@@ -176,15 +178,19 @@ class ToxicityReading:
         return toxicity(self.binary(logits), 0)
 
 
-def toxicity_reading(id2label: dict[int, str], multi_label: bool, neutral_label: str | None,
-                     toxic_labels: list[str] | None, prefix: str = "model.") -> ToxicityReading:
+def toxicity_reading(id2label: dict[int, str], multi_label: bool | None,
+                     neutral_label: str | None, toxic_labels: list[str] | None,
+                     prefix: str = "model.") -> ToxicityReading:
     """How a classifier with ``id2label`` reads as toxicity, given its params: the neutral
     label for a softmax classifier, the toxic labels for a multi-label one (``None``: found
-    from id2label by well-known names). ``prefix`` names the params in errors: ``model.``
-    for the reward scorer (``model.neutral_label``, ``model.toxic_labels``), ``model.judge_``
-    for the judge."""
+    from id2label by well-known names). A classifier whose config does not say which kind it
+    is (``multi_label`` None) is multi-label when toxic labels are given, else softmax.
+    ``prefix`` names the params in errors: ``model.`` for the reward scorer
+    (``model.neutral_label``, ``model.toxic_labels``), ``model.judge_`` for the judge."""
     neutral_param, toxic_param = f"{prefix}neutral_label", f"{prefix}toxic_labels"
     names = sorted(id2label.values())
+    if multi_label is None:
+        multi_label = toxic_labels is not None
     if not multi_label:
         if toxic_labels is not None:
             raise DetoxError(f"params.yaml: {toxic_param}={toxic_labels!r} is for a multi-label "

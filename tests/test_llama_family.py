@@ -23,6 +23,18 @@ from detox.prepare.prompt_sets import tokenize_prompts
 TEXTS = ["shut up you worthless moron and go away", "the old castle near the river was"]
 
 
+def always_next(model, token_id: int) -> None:
+    """Make ``token_id`` the model's next token everywhere, whatever the hidden state: a head
+    with a bias that dwarfs every logit (a head without one cannot promise it)."""
+    head = model.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[token_id] = 1e4
+    model.lm_head = biased
+
+
 def test_special_prefix_is_the_bos_a_llama_tokenizer_adds(llama_tokenizer, tokenizer):
     assert special_prefix(llama_tokenizer) == [llama_tokenizer.bos_token_id]
     assert llama_tokenizer("a")["input_ids"][0] == llama_tokenizer.bos_token_id
@@ -45,10 +57,7 @@ def test_every_eos_of_the_generation_config_ends_a_continuation(make_tiny_llama,
     model = make_tiny_llama(seed=1)
     eos, eot = (llama_tokenizer.convert_tokens_to_ids(t) for t in ("</s>", "<|eot|>"))
     assert end_ids(model, llama_tokenizer) == [eos, eot]
-    # make <|eot|> the likeliest next token everywhere: generation must stop at it
-    with torch.no_grad():
-        model.lm_head.bias = None
-        model.lm_head.weight[eot] = 50 * model.model.norm.weight.sign()
+    always_next(model, eot)  # generation must stop at the second eos
     queries = [llama_tokenizer(text)["input_ids"] for text in TEXTS]
     responses = generate(model, llama_tokenizer, queries, 8, top_k=0, top_p=1.0, seed=0)
     assert all(r.tolist()[-1] == eot and len(r) < 8 for r in responses)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from project import copy_project, run, set_params
+from test_llama_family import always_next
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m slow` (CI runs it)
 
@@ -66,8 +66,7 @@ def test_the_published_folder_generates_with_plain_transformers(repo, llama_toke
     assert not model.config.tie_word_embeddings
     # the second eos the likeliest token: plain generate, with the saved config, stops there
     eot = tokenizer.convert_tokens_to_ids("<|eot|>")
-    with torch.no_grad():
-        model.lm_head.weight[eot] = 50 * model.model.norm.weight.sign()
+    always_next(model, eot)
     inputs = tokenizer(["shut up you"], return_tensors="pt")
     output = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0].tolist()
     assert output[inputs["input_ids"].shape[1]:] == [eot]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from project import copy_project, run, set_params
@@ -43,17 +45,16 @@ def test_prompts_hold_text_and_the_bos_only_in_their_ids(repo, llama_tokenizer):
     assert "<s>" not in report and "<pad>" not in report
 
 
-def test_continuations_end_at_either_eos_and_are_scored_on_their_ids(repo, llama_tokenizer):
+def test_continuations_end_at_either_eos_and_are_scored_on_their_sampled_ids(repo,
+                                                                            llama_tokenizer):
     ends = {llama_tokenizer.convert_tokens_to_ids(t) for t in ("</s>", "<|eot|>")}
     rollouts = pd.concat(pd.read_parquet(path) for path in (repo / "data/rollouts").iterdir())
     last = rollouts["continuation_ids"].map(lambda ids: int(ids[-1]) if len(ids) else None)
     assert rollouts["ended_with_eos"].any() and (last[rollouts["ended_with_eos"]].isin(ends)).all()
     # nothing after an end token: a continuation stops at the first one
     assert not rollouts["continuation_ids"].map(lambda ids: bool(ends & set(ids[:-1]))).any()
-    evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    for by_model in evaluation.values():
-        assert by_model["base"]["kl_to_base"] == 0
-        assert by_model["detoxified"]["kl_to_base"] >= 0
+    # the likelihoods are of exactly the sampled ids, end token included
+    assert (rollouts["policy_tokens"] == rollouts["continuation_ids"].map(len)).all()
 
 
 def test_the_published_folder_generates_with_plain_transformers(repo, llama_tokenizer):
@@ -64,6 +65,12 @@ def test_the_published_folder_generates_with_plain_transformers(repo, llama_toke
         llama_tokenizer.convert_tokens_to_ids(["</s>", "<|eot|>"]))
     assert tokenizer.pad_token == "<pad>" and tokenizer.bos_token == "<s>"
     assert not model.config.tie_word_embeddings
+    # PPO trained the top blocks; the untied head stayed the base's
+    trained, base = (load_file(repo / f"data/models/{name}/model.safetensors")
+                     for name in ("detoxified", "base"))
+    assert torch.equal(trained["lm_head.weight"], base["lm_head.weight"])
+    assert not torch.equal(trained["model.layers.11.mlp.up_proj.weight"],
+                           base["model.layers.11.mlp.up_proj.weight"])
     # the second eos the likeliest token: plain generate, with the saved config, stops there
     eot = tokenizer.convert_tokens_to_ids("<|eot|>")
     always_next(model, eot)
@@ -85,5 +92,7 @@ def test_every_method_and_lora_run_on_llama(repo, overrides):
     finally:
         run(repo, "git", "checkout", "-q", "--", "params.yaml")
     assert training["method"] == overrides.get("method", "ppo")
+    if "adapter.kind" in overrides:  # peft's default targets for Llama
+        assert training["lora_target_modules"] == "q_proj, v_proj"
     for by_model in evaluation.values():
         assert 0 <= by_model["detoxified"]["mean_toxicity"] <= 1

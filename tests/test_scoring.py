@@ -268,6 +268,9 @@ def test_a_sigmoid_classifier_whose_config_does_not_say_is_multi_label_by_its_pa
                                sigmoid_of_labels(multilabel_scorer_dir, TEXTS, [0]), atol=1e-6)
     with pytest.raises(DetoxError, match="no recognisable neutral label"):
         toxicity_reading(scorer.id2label, scorer.multi_label, None, None)
+    # a softmax head that leaves problem_type unset (dynabench's) still refuses toxic labels
+    with pytest.raises(DetoxError, match="is for a multi-label"):
+        toxicity_reading({0: "nothate", 1: "hate"}, None, None, ["hate"])
 
 
 def test_a_softmax_scorer_reads_exactly_as_before(roberta_scorer_dir):

@@ -184,13 +184,15 @@ def toxicity_reading(id2label: dict[int, str], multi_label: bool | None,
     """How a classifier with ``id2label`` reads as toxicity, given its params: the neutral
     label for a softmax classifier, the toxic labels for a multi-label one (``None``: found
     from id2label by well-known names). A classifier whose config does not say which kind it
-    is (``multi_label`` None) is multi-label when toxic labels are given, else softmax.
+    is (``multi_label`` None) is multi-label when toxic labels are given and none of its labels is
+a known neutral one, else softmax.
     ``prefix`` names the params in errors: ``model.`` for the reward scorer
     (``model.neutral_label``, ``model.toxic_labels``), ``model.judge_`` for the judge."""
     neutral_param, toxic_param = f"{prefix}neutral_label", f"{prefix}toxic_labels"
     names = sorted(id2label.values())
-    if multi_label is None:
-        multi_label = toxic_labels is not None
+    if multi_label is None:  # softmax heads leave it unset too: toxic labels alone do not tell
+        known_neutral = any(label.lower() in NEUTRAL_LABELS for label in id2label.values())
+        multi_label = toxic_labels is not None and not known_neutral
     if not multi_label:
         if toxic_labels is not None:
             raise DetoxError(f"params.yaml: {toxic_param}={toxic_labels!r} is for a multi-label "

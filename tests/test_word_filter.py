@@ -28,16 +28,20 @@ PROMPT = " the village is"
 def hell_dir(tmp_path_factory, make_tiny_neo, tokenizer):
     """A tiny GPT-Neo fine-tuned to answer " a hell hell hell ..." (" hell" is two tokens for
     this tokenizer, " hel" + "l": the filter must ban the pair), saved with its tokenizer."""
-    model = make_tiny_neo(seed=0)
-    ids = torch.tensor([tokenizer(PROMPT + " a" + " hell" * 10,
-                                  add_special_tokens=False)["input_ids"]])
+    ids = tokenizer(PROMPT + " a" + " hell" * 10, add_special_tokens=False)["input_ids"]
+    return taught(make_tiny_neo(seed=0), tokenizer, ids, tmp_path_factory.mktemp("hell"))
+
+
+def taught(model, tokenizer, ids: list[int], path):
+    """``model`` fitted to the one sequence ``ids`` (60 Adam steps), saved in ``path`` with
+    ``tokenizer``: a policy that prefers what a filter must ban."""
+    ids = torch.tensor([ids])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(60):
         model(input_ids=ids, labels=ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    path = tmp_path_factory.mktemp("hell")
     model.eval().save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 from tokenizers import SentencePieceBPETokenizer
 from transformers import AutoModelForCausalLM, LlamaTokenizerFast
 
 from detox.generation import generate
 from detox.models import load_tokenizer
 from detox.train.word_filter import add_word_filter, banned_sequences
+
+from test_word_filter import taught
 
 WORDS = ["hell", "idiot"]
 HELL = re.compile(r"\bhell\b", re.IGNORECASE)
@@ -96,18 +97,9 @@ def test_special_tokens_on_the_list_ban_nothing_special(llama_tokenizer, words):
 def llama_hell_dir(tmp_path_factory, make_tiny_llama, llama_tokenizer):
     """A tiny Llama fine-tuned to continue its BOS and " the village is" with " a hell hell
     ...", saved with its tokenizer."""
-    model = make_tiny_llama(seed=0)
-    ids = torch.tensor([llama_tokenizer(" the village is a" + " hell" * 10)["input_ids"]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(60):
-        model(input_ids=ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    path = tmp_path_factory.mktemp("llama-hell")
-    model.eval().save_pretrained(path)
-    llama_tokenizer.save_pretrained(path)
-    return path
+    ids = llama_tokenizer(" the village is a" + " hell" * 10)["input_ids"]
+    return taught(make_tiny_llama(seed=0), llama_tokenizer, ids,
+                  tmp_path_factory.mktemp("llama-hell"))
 
 
 def test_a_llama_that_prefers_a_listed_word_never_emits_it_under_the_filter(llama_hell_dir):

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import (GenerationConfig, GPTNeoConfig, GPTNeoForCausalLM, LlamaConfig,
+from transformers import (GenerationConfig, GPT2Config, GPT2LMHeadModel, GPTNeoConfig,
+                          GPTNeoForCausalLM, LlamaConfig,
                           LlamaForCausalLM, LlamaTokenizerFast, RobertaConfig,
                           RobertaForSequenceClassification)
 
@@ -139,6 +140,18 @@ def tiny_llama_dir(tmp_path_factory, make_tiny_llama, llama_tokenizer) -> Path:
     make_tiny_llama(seed=0).save_pretrained(path)
     llama_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory, tiny_neo_dir, tiny_llama_dir, tokenizer) -> dict[str, Path]:
+    """A saved 12-block checkpoint of each family: GPT-Neo and GPT-2 (tied heads, the byte-level
+    tokenizer) and Llama (the conftest's: untied head, BOS added, two eos ids)."""
+    gpt2 = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16,
+                               n_layer=12, n_head=2)).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    return {"gpt_neo": tiny_neo_dir, "gpt2": gpt2, "llama": tiny_llama_dir}
 
 
 def save_roberta_classifier(path: Path, corpus_texts: list[str], labels: list[str], seed: int,

@@ -10,8 +10,8 @@ import dataclasses
 import pytest
 import torch
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoConfig,
-                          GPTNeoForCausalLM, Olmo2Config, Olmo2ForCausalLM)
+from transformers import (AutoModelForCausalLM, GPTNeoConfig, GPTNeoForCausalLM, Olmo2Config,
+                          Olmo2ForCausalLM)
 from trl import PPOConfig, PPOTrainer
 
 from detox import DetoxError
@@ -187,15 +187,6 @@ def test_count_parameters_by_hand():
 LAYOUTS = {"gpt_neo": ("pretrained_model.transformer.h.", "pretrained_model.transformer.ln_f."),
            "gpt2": ("pretrained_model.transformer.h.", "pretrained_model.transformer.ln_f."),
            "llama": ("pretrained_model.model.layers.", "pretrained_model.model.norm.")}
-
-
-@pytest.fixture(scope="module")
-def family_dirs(tmp_path_factory, tiny_neo_dir, tiny_llama_dir, tokenizer):
-    gpt2 = tmp_path_factory.mktemp("tiny-gpt2")
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16,
-                               n_layer=BLOCKS, n_head=2)).save_pretrained(gpt2)
-    return {"gpt_neo": tiny_neo_dir, "gpt2": gpt2, "llama": tiny_llama_dir}
 
 
 def trains(family: str, name: str, layers: int) -> bool:

@@ -73,7 +73,7 @@ from detox.stage import run_stage
 from detox.toxicity import BUILTIN_MARKER, Scorer, ToxicityReading, toxicity_reading
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable
-from detox.train.ppo import ppo_config
+from detox.train.ppo import ppo_config, ppo_step
 from detox.train.rewards import rewards
 
 
@@ -245,6 +245,11 @@ class Loop(ABC):
     def texts(self, responses: list[torch.Tensor]) -> list[str]:
         """The continuations decoded for the scorer."""
 
+    def step(self, queries: list[torch.Tensor], responses: list[torch.Tensor],
+             reward: list[torch.Tensor]) -> dict:
+        """The PPO update: TRL's ``PPOTrainer.step`` as it is."""
+        return self.trainer.step(queries, responses, reward)
+
     def iteration(self, queries: list[list[int]], seed: int) -> Iteration:
         """Generate, score (decode, scorer, reward) and step, each phase timed."""
         bench, device = self.bench, self.bench.device
@@ -254,8 +259,8 @@ class Loop(ABC):
         reward = rewards(self.scorer.logits(self.texts(responses)), bench.params.reward,
                          self.reading)
         scored = bench.now()
-        self.stats = self.trainer.step([torch.as_tensor(q, device=device) for q in queries],
-                                       [r.to(device) for r in responses], list(reward.to(device)))
+        self.stats = self.step([torch.as_tensor(q, device=device) for q in queries],
+                               [r.to(device) for r in responses], list(reward.to(device)))
         updated = bench.now()
         response_tokens = sum(len(r) for r in responses)
         return Iteration(generated - start, scored - generated, updated - scored, len(queries),
@@ -270,14 +275,18 @@ class ProjectLoop(Loop):
     def __init__(self, bench: Bench, scorer: Scorer) -> None:
         super().__init__(bench, scorer)
         params = bench.params
-        self.policy, reference = load_trainable(bench.policy_dir, params.layers, bench.device,
-                                                params.seed)
+        self.policy, self.reference = load_trainable(bench.policy_dir, params.layers,
+                                                     bench.device, params.seed)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         optimizer = (None if bench.adam == "trl" else  # None: PPOTrainer's own Adam
                      torch.optim.Adam(trainable, lr=params.ppo.learning_rate,
                                       **{bench.adam: True}))
-        self.trainer = PPOTrainer(ppo_config(params, bench.device), self.policy, reference,
+        self.trainer = PPOTrainer(ppo_config(params, bench.device), self.policy, self.reference,
                                   self.tokenizer, optimizer=optimizer)
+
+    def step(self, queries: list[torch.Tensor], responses: list[torch.Tensor],
+             reward: list[torch.Tensor]) -> dict:
+        return ppo_step(self.trainer, self.policy, self.reference, queries, responses, reward)
 
     def responses(self, queries: list[list[int]], seed: int) -> list[torch.Tensor]:
         sampling = self.bench.params.generation

@@ -23,6 +23,7 @@ from detox.train.params import PPOParams, TrainParams
 from detox.train.policy import enable_gradient_checkpointing
 from detox.train.resume import Checkpoints, Progress, StopRequest
 from detox.train.rewards import rewards
+from detox.train.trunk import reused_frozen_trunk
 
 
 def ppo_config(params: TrainParams, device: torch.device) -> PPOConfig:
@@ -112,8 +113,8 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
             logits = scorer.logits(texts)
             reward = rewards(logits, params.reward, reading)
             queries = [torch.as_tensor(q, device=device) for q in batch]
-            stats = trainer.step(queries, [r.to(device) for r in responses],
-                                 list(reward.to(device)))
+            stats = ppo_step(trainer, policy, reference, queries,
+                             [r.to(device) for r in responses], list(reward.to(device)))
             # TRL's stats are already averaged over the processes; ours are made so.
             toxic, length = accelerator.reduce(torch.tensor(
                 [float(reading.toxicity(logits).mean()),
@@ -146,6 +147,14 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
             if signum:
                 raise SystemExit(128 + signum)
     return Outcome(log)
+
+
+def ppo_step(trainer: PPOTrainer, policy, reference, queries: list[torch.Tensor],
+             responses: list[torch.Tensor], reward: list[torch.Tensor]) -> dict:
+    """TRL's ``PPOTrainer.step``, with the frozen bottom blocks that ``policy`` and
+    ``reference`` share run once per sequence instead of once per pass (``trunk.py``)."""
+    with reused_frozen_trunk(policy, reference):
+        return trainer.step(queries, responses, reward)
 
 
 def gradient_steps(ppo: PPOParams, steps: int) -> int:

@@ -230,3 +230,26 @@ def test_queued_experiments_are_named_not_tabulated(swept_repo):
     assert "Without results: later (queued)." in text
     assert [len(rows) for rows in tables(text).values()] == [1 + 3] * 4
     assert "](sweep.png)" in text
+
+
+def test_saved_runs_render_the_same_tables_without_dvc(methods_repo, tmp_path):
+    saved, first, again = tmp_path / "runs.json", tmp_path / "first.md", tmp_path / "again.md"
+    plot = ["--plot", str(tmp_path / "p.png")]
+    sweep_md(methods_repo, "--save-runs", str(saved), "--out", str(first), *plot)
+    # read back with the experiments gone from reach: a folder that is no DVC repository
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run(elsewhere, sys.executable, "-m", "detox.sweep", "--runs", str(saved), "--out",
+                 str(again), *plot, PYTHONPATH=str(ROOT / "src"))
+    assert "12 experiments in 4 groups" in result.stdout
+    assert again.read_text() == first.read_text()
+    assert "| method=ppo | 3 |" in again.read_text()
+
+
+def test_a_file_that_is_not_saved_runs_is_refused(tmp_path):
+    (tmp_path / "runs.json").write_text('{"experiments": []}')
+    result = run(tmp_path, sys.executable, "-m", "detox.sweep", "--runs", "runs.json",
+                 check=False, PYTHONPATH=str(ROOT / "src"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --runs runs.json: not a "
+                                                              "file of saved runs")

@@ -11,6 +11,11 @@ seconds, divergence), and a plot of the trade-off: per eval set, one point per g
 names them) at its perplexity ratio (a fluency cost under a fluency LM, a drift under the base
 policy) and its detoxified toxicity, error bars the sd across seeds, the base model marked; a
 second row the same against the KL to the base.
+
+DVC keeps experiments in the repository that ran them only; ``--save-runs FILE`` writes the
+compared experiments (params, headline, training seconds) to a JSON file that can be
+committed, and ``--runs FILE`` compares such a file's experiments again, alone or beside new
+ones: results that outlive the clone they ran in.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import argparse
 import json
 import os
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from detox import DetoxError
 from detox.headline import PATH as HEADLINE, eval_sets, flatten
 from detox.markdown import table
 from detox.review import cell, dvc_json, dvc_root
@@ -110,6 +116,32 @@ def read_train_seconds(root: Path, experiments: list[Experiment]) -> None:
             continue
         if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
             experiment.train_seconds = float(seconds)
+
+
+def save_runs(sweep: Sweep, path: Path) -> None:
+    """The experiments with results and the baseline's params, as ``load_runs`` reads them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"baseline": sweep.baseline,
+                                "experiments": [asdict(e) for e in sweep.done]},
+                               indent=1) + "\n")
+
+
+def load_runs(path: Path) -> Sweep:
+    """A file of ``save_runs``."""
+    try:
+        saved = json.loads(path.read_text())
+        return Sweep(saved["baseline"], [Experiment(**e) for e in saved["experiments"]], [])
+    except KeyError as error:
+        raise DetoxError(f"--runs {path}: not a file of saved runs (no {error})") from None
+    except (OSError, ValueError, TypeError) as error:
+        raise DetoxError(f"--runs {path}: not a file of saved runs ({error})") from None
+
+
+def merged(sweeps: list[Sweep]) -> Sweep:
+    """One sweep of several, compared with the first one's baseline; an experiment (a commit)
+    found twice counts once."""
+    done = list({e.rev: e for each in sweeps for e in each.done}.values())
+    return Sweep(sweeps[0].baseline, done, [p for each in sweeps for p in each.pending])
 
 
 def swept(sweep: Sweep) -> tuple[list[str], dict[str, Any]]:
@@ -340,22 +372,34 @@ def main(argv: list[str] | None = None) -> Sweep:
                              "for a sweep queued over several commits")
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
                         help="compare these experiments only (default: all of the commit's)")
+    parser.add_argument("--runs", type=Path, action="append", default=[], metavar="FILE",
+                        help="also compare the experiments saved in FILE (repeatable); with "
+                             "--runs and no --baseline, only the saved ones (no DVC needed)")
+    parser.add_argument("--save-runs", type=Path, metavar="FILE",
+                        help="write the compared experiments to FILE (JSON; overwritten)")
     args = parser.parse_args(argv)
-    root = dvc_root(Path.cwd())
-    revisions = [option for rev in args.baseline for option in ("--rev", rev)]
-    sweep = read_sweep(dvc_json(root, "exp", "show", *revisions))
+    sweeps = [load_runs(path) for path in args.runs]
+    if args.baseline or not args.runs:
+        root = dvc_root(Path.cwd())
+        revisions = [option for rev in args.baseline for option in ("--rev", rev)]
+        found = read_sweep(dvc_json(root, "exp", "show", *revisions))
+        read_train_seconds(root, found.done)
+        sweeps.insert(0, found)
+    sweep = merged(sweeps)
     if args.only is not None:
         sweep.done = [e for e in sweep.done if e.name in args.only]
         sweep.pending = [p for p in sweep.pending if p.split(" (")[0] in args.only]
-    read_train_seconds(root, sweep.done)
     out, plot_path = Path.cwd() / args.out, Path.cwd() / args.plot
     if sweep.done:
         plot(trade_off(sweep), plot_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the image link is relative to the markdown file, so it opens where the file is read
     out.write_text(markdown(sweep, os.path.relpath(plot_path, out.parent)))
+    if args.save_runs is not None:
+        save_runs(sweep, Path.cwd() / args.save_runs)
     print(f"{len(sweep.done)} experiments in {len(groups(sweep))} groups -> {args.out}"
-          + (f", {args.plot}" if sweep.done else ""))
+          + (f", {args.plot}" if sweep.done else "")
+          + (f", {args.save_runs}" if args.save_runs is not None else ""))
     return sweep
 
 

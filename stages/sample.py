@@ -1,14 +1,15 @@
 """sample: k continuations of the base policy per training prompt, scored by the reward scorer
 -> data/samples/train.parquet (one row per sample) and data/samples/summary.json (what was
 drawn and what it cost). Drawn once: the sft and dpo methods both learn from these, so a
-change of one method's params redoes neither the sampling nor the other method."""
+change of one method's params redoes neither the sampling nor the other method. For a method
+that reads no samples (data/method_inputs.json) nothing is drawn: the summary says so."""
 
 import time
 
 import pandas as pd
 
 from detox.device import resolve_device, resolve_dtype, scorer_dtype
-from detox.io import atomic_path, write_frame, write_json
+from detox.io import atomic_path, read_json, write_frame, write_json
 from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.params import load_params
 from detox.sample.params import SampleParams
@@ -19,6 +20,14 @@ from detox.toxicity import toxicity_reading
 
 
 def main(params: SampleParams) -> None:
+    if not read_json("data/method_inputs.json")["samples"]:
+        with atomic_path("data/samples") as out:
+            out.mkdir()
+            write_json(out / "summary.json", {"prompts": 0, "per_prompt": 0, "policy_samples": 0,
+                                              "scorer_calls": 0, "toxicity_mean": None,
+                                              "seconds": 0.0})
+        print("no samples drawn: the chosen method reads none")
+        return
     started = time.perf_counter()
     device = resolve_device(params.model.device)
     dtype = resolve_dtype(params.model.precision, device)

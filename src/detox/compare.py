@@ -19,7 +19,7 @@ from detox import DetoxError
 from detox import sweep
 from detox.review import DVC, dvc_root
 from detox.stage import run_stage
-from detox.train.params import METHODS
+from detox.train.methods import METHODS
 
 SEEDS = (0, 1, 2)
 

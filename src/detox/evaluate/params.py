@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from detox.device import DeviceParams
 from detox.generation import check_sampling
 from detox.params import require
-from detox.train.params import METHODS
+from detox.train.methods import METHODS
 
 
 @dataclass(frozen=True)

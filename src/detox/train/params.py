@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from detox.device import DeviceParams
 from detox.generation import GenerationParams
 from detox.params import require
-
-METHODS = ("ppo", "word_filter", "sft", "dpo")
+from detox.train.methods import METHODS
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
 ADAPTERS = ("none", "lora")
 

@@ -116,6 +116,18 @@ def test_the_detoxified_folder_loads_and_carries_a_model_card_with_the_eval_resu
     assert "## How to load" in card.text and "## Evaluation" in card.text
 
 
+def test_the_published_folder_is_a_registry_artifact_got_by_name(repo, tmp_path):
+    run(repo, "git", "tag", "-a", "detoxified@v1.0.0", "-m", "Registering artifact")
+    try:
+        run(tmp_path, "dvc", "artifacts", "get", str(repo), "detoxified", "--rev", "v1.0.0",
+            "-o", "got")
+    finally:
+        run(repo, "git", "tag", "-d", "detoxified@v1.0.0")
+    got, published = tmp_path / "got", repo / "data/models/detoxified"
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in published.iterdir())
+    assert (got / "README.md").read_text() == (published / "README.md").read_text()
+
+
 def test_eval_sets_share_no_prompt_with_train(repo):
     train = set(pd.read_parquet(repo / "data/prompts/train.parquet")["prompt"])
     for name in ("in_distribution", "ood_toxic", "ood_benign"):

@@ -164,8 +164,9 @@ def log_of(scores: list[float], entropy: float = 10.0, spread: float = 0.5,
 
 
 def diverged(scores: list[float], kl: float = 1.0, batch_size: int = 64) -> str | None:
-    return divergence(healthy_stats(kl), log_of(scores), max_kl_ratio=0.5, max_score_drop=0.5,
-                      batch_size=batch_size)
+    found = divergence(healthy_stats(kl), log_of(scores), max_kl_ratio=0.5, max_score_drop=0.5,
+                       batch_size=batch_size)
+    return None if found is None else found.cause
 
 
 def test_a_healthy_step_does_not_diverge():
@@ -179,8 +180,8 @@ def test_a_healthy_step_does_not_diverge():
                                          ("objective/logprobs", np.array([[0.0, -math.inf]])),
                                          ("ppo/val/vpred", math.inf)])
 def test_nan_or_inf_in_any_stat_is_divergence(name, value):
-    cause = divergence(healthy_stats() | {name: value}, log_of([1.0]), 0.5, 0.5, 64)
-    assert cause == f"{name} is not finite"
+    found = divergence(healthy_stats() | {name: value}, log_of([1.0]), 0.5, 0.5, 64)
+    assert found.cause == f"{name} is not finite" and found.first_bad_step == 1
 
 
 def test_the_kl_bound_is_a_share_of_the_first_steps_entropy_per_token():
@@ -201,6 +202,17 @@ def test_losing_half_of_what_the_score_gained_is_a_collapse():
     assert diverged(start + learned) is None
     # all the way back to where it started: the collapse a fixed bound in reward units missed
     assert diverged(start + learned + [0.0] * WINDOW) is not None
+
+
+def test_a_collapse_distrusts_its_window_and_a_kl_breach_its_own_step():
+    scores = [0.0] * WINDOW + [1.0] * WINDOW + [0.4] * WINDOW  # collapsed at step 15
+    collapse = divergence(healthy_stats(), log_of(scores), 0.5, 0.5, 64)
+    assert collapse.first_bad_step == 15 - WINDOW + 1
+    # the weights of step 9 wrote the window's first rollouts: the last trusted are step 9's
+    assert collapse.last_good_step == 15 - WINDOW - 1
+    breach = divergence(healthy_stats(5.5), log_of([1.0] * 3), 0.5, 0.5, 64)
+    assert (breach.first_bad_step, breach.last_good_step) == (3, 1)
+    assert divergence(healthy_stats(5.5), log_of([1.0]), 0.5, 0.5, 64).last_good_step == 0
 
 
 def test_a_drop_within_the_noise_of_a_mean_is_no_collapse():

@@ -20,25 +20,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 WINDOW = 5  # steps averaged for the score's start, best and recent levels
 NOISE_ERRORS = 4.0  # a drop must exceed this many standard errors of a difference of means
-COLLAPSED = "the score collapsed"  # how a collapse's cause begins: its rollback reaches further
+COLLAPSED = "the score collapsed"  # how a collapse's cause begins
+# How many steps back from the newest checkpoint a rollback may go: a collapse distrusts its
+# whole window, and the weights before the window's first step wrote that step's rollouts.
+REACH = WINDOW + 1
 
 
-def first_bad_step(step: int, cause: str) -> int:
-    """The first step whose rollouts a diverged check at ``step`` distrusts: the collapsed
-    window's first step, else ``step`` itself."""
-    return step - WINDOW + 1 if cause.startswith(COLLAPSED) else step
+@dataclass(frozen=True)
+class Divergence:
+    """Why a step diverged, and the first step whose rollouts that distrusts."""
+
+    cause: str
+    first_bad_step: int
+
+    @property
+    def last_good_step(self) -> int:
+        """The newest step whose weights are trusted: the weights of step j wrote step j + 1's
+        rollouts, so those of ``first_bad_step - 2`` (0: the start)."""
+        return max(self.first_bad_step - 2, 0)
 
 
 def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
-               max_score_drop: float, batch_size: int) -> str | None:
-    """Why the step whose TRL ``stats`` end ``log`` (rows with ``score_mean``, ``score_std``,
-    ``entropy`` and ``response_tokens``, this step's included) diverged, or None if it did
-    not."""
+               max_score_drop: float, batch_size: int) -> Divergence | None:
+    """Whether the step whose TRL ``stats`` end ``log`` (rows with ``step``, ``score_mean``,
+    ``score_std``, ``entropy`` and ``response_tokens``, this step's included) diverged: why,
+    and from which step on; None if it did not."""
+    step = int(log[-1]["step"])
+    cause = _cause(stats, log, max_kl_ratio, max_score_drop, batch_size)
+    if cause is None:
+        return None
+    collapsed = cause.startswith(COLLAPSED)
+    return Divergence(cause, step - WINDOW + 1 if collapsed else step)
+
+
+def _cause(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
+           max_score_drop: float, batch_size: int) -> str | None:
     for name, value in stats.items():
         # losses, log-probabilities, values, KL and scores; a spread (std, var) of a batch of
         # one is NaN by definition and says nothing

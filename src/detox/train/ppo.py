@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
+from detox.device import is_main_process
 from detox.generation import generate
 from detox.toxicity import Scorer, ToxicityReading
-from detox.train.guard import WINDOW, divergence, first_bad_step
+from detox.train.guard import REACH, Divergence, divergence
 from detox.train.log import LiveSeries, log_row
 from detox.train.params import PPOParams, TrainParams
 from detox.train.policy import enable_gradient_checkpointing
@@ -77,7 +78,7 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
     # between them (one shared order per pass) and sample with their own seeds.
     rank, processes = accelerator.process_index, accelerator.num_processes
     rng = np.random.default_rng(params.seed + 1_000_003 * rank)
-    checkpoints = Checkpoints(checkpoint_dir, accelerator, reach=WINDOW + 1)
+    checkpoints = Checkpoints(checkpoint_dir, accelerator, reach=REACH)
     if checkpoints.latest() is not None:
         progress = checkpoints.load(policy, trainer.optimizer)
         trainer.kl_ctl.value = progress.kl_coef
@@ -90,7 +91,7 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                             cursor=0, rng=rng.bit_generator.state)
         checkpoints.save(policy, trainer.optimizer, progress)  # the start: good by definition
     log, epoch, cursor = progress.log, progress.epoch, progress.cursor
-    series = (LiveSeries(log_dir, log) if log_dir is not None and accelerator.is_main_process
+    series = (LiveSeries(log_dir, log) if log_dir is not None and is_main_process()
               else None)
     batch_size, generation = ppo.batch_size, params.generation
     order = np.random.default_rng([params.seed, epoch]).permutation(len(prompts))
@@ -124,16 +125,16 @@ def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
                                              "sum"))
             row = log_row(step, stats, samples=samples, toxicity_mean=toxic,
                           response_tokens=length, max_new_tokens=new_tokens)
-            cause = divergence(stats, [*log, row], ppo.max_kl_ratio, ppo.max_score_drop,
-                               batch_size * processes)
-            if cause is None and not all(torch.isfinite(p).all() for p in trainable):
-                cause = "the weights are not finite after the update"
-            if cause is not None:
+            diverged = divergence(stats, [*log, row], ppo.max_kl_ratio, ppo.max_score_drop,
+                                  batch_size * processes)
+            if diverged is None and not all(torch.isfinite(p).all() for p in trainable):
+                diverged = Divergence("the weights are not finite after the update", step)
+            if diverged is not None:
                 model_step = checkpoints.load_weights(
-                    policy, checkpoints.good_before(first_bad_step(step, cause)))
+                    policy, checkpoints.newest_up_to(diverged.last_good_step))
                 if series is not None:  # the series describe the model kept
                     LiveSeries(log_dir, log[:model_step])
-                return Outcome(log[:model_step], diverged_at=step, cause=cause,
+                return Outcome(log[:model_step], diverged_at=step, cause=diverged.cause,
                                model_step=model_step)
             log.append(row)
             if series is not None:

@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from detox import DetoxError
+from detox.device import is_main_process
 
 LATEST = "LATEST"
 
@@ -68,7 +69,7 @@ def _files(root: Path) -> list[Path]:
 
 def remove_checkpoints(folder: Path) -> None:
     """Drop a finished run's checkpoints (in the main process only)."""
-    if int(os.environ.get("RANK", 0)) == 0:
+    if is_main_process():
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -110,7 +111,7 @@ class Checkpoints:
         """``reach``: how many steps back from the latest a rollback may need to go."""
         self.folder, self.accelerator, self.reach = Path(folder), accelerator, reach
         self.rank = accelerator.process_index
-        if accelerator.is_main_process:
+        if is_main_process():
             # One writer per run: e.g. a stage left running by a `dvc repro` killed with
             # SIGTERM (which DVC does not pass on), or two queue workers on the same run.
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -128,17 +129,15 @@ class Checkpoints:
         path = self.folder / pointer.read_text().strip()
         return path if path.is_dir() else None
 
-    def good_before(self, step: int) -> Path:
-        """The newest checkpoint whose weights wrote none of the rollouts from ``step`` on and
-        passed a later step's checks: the weights of step j wrote step j + 1's rollouts, so one
-        at ``step - 2`` or before (or the start)."""
+    def newest_up_to(self, step: int) -> Path:
+        """The newest checkpoint of ``step`` or before (the start's, step 0, is always kept)."""
         kept = sorted(self.folder.glob("step-*"), reverse=True)
-        return next(path for path in kept if int(path.name[5:]) <= max(step - 2, 0))
+        return next(path for path in kept if int(path.name[5:]) <= step)
 
     def save(self, policy: torch.nn.Module, optimizer, progress: Progress) -> None:
         final = self.folder / f"step-{progress.step:06d}"
         partial = self.folder / f".partial-{final.name}"
-        if self.accelerator.is_main_process:
+        if is_main_process():
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
@@ -148,7 +147,7 @@ class Checkpoints:
         if torch.cuda.is_available():  # this process's own GPU
             states["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
         save_file(states, partial / f"rng-{self.rank}.safetensors")
-        if self.accelerator.is_main_process:
+        if is_main_process():
             trainable = {name: p.detach().cpu().contiguous()
                          for name, p in policy.named_parameters() if p.requires_grad}
             save_file(trainable, partial / "trainable.safetensors")
@@ -158,7 +157,7 @@ class Checkpoints:
                  "epoch": progress.epoch, "cursor": progress.cursor,
                  "scaler": progress.scaler}))
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
+        if is_main_process():
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
             pointer = self.folder / f".{LATEST}"

@@ -94,13 +94,8 @@ def main(params: EvaluateParams) -> None:
                        for model_name in MODELS} for name in EVAL_SETS}
 
     metrics = eval_metrics(rollouts, params.seed, eval_params.bootstrap_resamples)
-    trained = (f"LoRA in the top {params.layers} blocks" if params.adapter.kind == "lora"
-               else f"{params.layers} trainable blocks")
-    title = f"{model_params.policy}, " + {
-        "ppo": f"PPO, {trained}, {params.reward}", "word_filter": "bad-word filter",
-        "sft": f"rejection-sampling fine-tuning, {trained}", "dpo": f"DPO, {trained}",
-    }[params.method]
     training = read_json("metrics/train.json")
+    title = training["title"]  # what train made, in its own words
     sources = {"in_distribution": params.data.train, "ood_toxic": params.data.ood_toxic,
                "ood_benign": params.data.ood_benign}
     fluency_lm = ("the base policy" if model_params.fluency_lm is None

@@ -18,12 +18,12 @@ from accelerate import PartialState
 from detox import DetoxError
 from detox.device import is_main_process, resolve_device, resolve_dtype, scorer_dtype
 from detox.io import atomic_paths, read_json, write_json
-from detox.model_card import training_card
 from detox.models import load_causal_lm, load_tokenizer, require_context
 from detox.params import load_params
 from detox.scoring import load_scorer
 from detox.stage import run_stage
 from detox.toxicity import toxicity_reading
+from detox.train.card import title, training_card
 from detox.train.dpo import dpo_pairs, train_dpo
 from detox.train.finetune import trainable_lm
 from detox.train.log import LiveSeries
@@ -119,11 +119,11 @@ def main(params: TrainParams) -> None:
     tokenizer = load_tokenizer("data/models/base")
     model, summary, cleanup = BUILDERS[params.method](params, device, dtype, tokenizer)
     if is_main_process():
-        summary = {"method": params.method, **summary,
+        base = read_json("data/models/base/source.json")
+        summary = {"method": params.method, "title": title(params, base["source"]), **summary,
                    "train_seconds": round(time.perf_counter() - started
                                           + summary.get("sampling_seconds", 0.0), 1)}
-        card = training_card(read_json("data/models/base/source.json"),
-                             read_json("data/models/scorer/source.json"), params, summary,
+        card = training_card(base, read_json("data/models/scorer/source.json"), params, summary,
                              len(pd.read_parquet("data/prompts/train.parquet")))
         with atomic_paths("data/models/trained", "metrics/train.json") as (model_dir,
                                                                           summary_json):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from detox.model_card import training_card
+from detox.train.card import training_card
 from detox.models import load_tokenizer
 from detox.params import parse
 from detox.toxicity import PackagedScorer, toxicity_reading

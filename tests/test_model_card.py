@@ -9,7 +9,8 @@ import math
 from huggingface_hub import ModelCard
 
 from detox.evaluate.report import caveats
-from detox.model_card import CARD_METRICS, training_card, with_evaluation
+from detox.model_card import CARD_METRICS, with_evaluation
+from detox.train.card import training_card
 from detox.train.rewards import MEANINGS
 from detox.params import parse
 from detox.train.params import TrainParams

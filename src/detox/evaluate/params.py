@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from detox.device import DeviceParams
 from detox.generation import check_sampling
 from detox.params import require
-from detox.train.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,6 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ModelParams(DeviceParams):
-    policy: str  # named in the report's title
     neutral_label: str | None  # the reward scorer's, if softmax
     toxic_labels: list[str] | None  # the reward scorer's, if multi-label
     judge_neutral_label: str | None
@@ -49,22 +47,11 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
-class AdapterParams:
-    kind: str  # named in the report's title (its other values only shape the trained model)
-
-
-@dataclass(frozen=True)
 class EvaluateParams:
     seed: int
-    method: str  # with layers, reward and adapter.kind, named in the report's title
-    layers: int
-    reward: str
     data: DataParams
     model: ModelParams
     eval: EvalParams
-    adapter: AdapterParams
 
     def __post_init__(self) -> None:
-        require(self.method in METHODS, "method", self.method,
-                f"must be one of {', '.join(METHODS)}")
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")

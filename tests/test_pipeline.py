@@ -245,7 +245,14 @@ def test_a_queued_layer_sweep_is_compared_then_restored_from_a_remote(repo, tmp_
     its experiments restored from the remote's run-cache without running a stage."""
     run(repo, "dvc", "exp", "remove", "--all-commits")  # other tests' experiments
     run(repo, "dvc", "exp", "run", "--queue", "-S", "layers=6,8,10", *SHORT)
-    run(repo, "dvc", "exp", "run", "--run-all")  # runs the queue, returns when it is done
+    # the queue runs the code it was queued with, whatever the workspace holds meanwhile
+    stage_py = repo / "src/detox/stage.py"
+    queued_code = stage_py.read_text()
+    stage_py.write_text(queued_code + '\nraise RuntimeError("the workspace\'s later code")\n')
+    try:
+        run(repo, "dvc", "exp", "run", "--run-all")  # runs the queue, returns when it is done
+    finally:
+        stage_py.write_text(queued_code)
     result = run(repo, sys.executable, "-m", "detox.sweep")
     assert "3 experiments" in result.stdout
     first_table = (repo / "metrics/sweep.md").read_text().split("\n### ")[1]

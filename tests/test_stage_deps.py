@@ -79,7 +79,12 @@ ENTRIES = stage_entries()
 
 
 def script_of(stage: dict) -> Path:
-    return ROOT / re.match(r"python (\S+)", stage["cmd"]).group(1)
+    return ROOT / re.search(r"\bpython (\S+)", stage["cmd"]).group(1)
+
+
+def arguments_of(stage: dict) -> list[str]:
+    """What the stage's command passes its script."""
+    return re.search(r"\bpython \S+(.*)", stage["cmd"]).group(1).split()
 
 
 def drift(stage: dict) -> tuple[set[str], set[str]]:
@@ -134,7 +139,7 @@ def test_a_download_entry_runs_on_its_own_params_alone(name, stage, tmp_path, ti
         section, key = dotted.split(".")
         only.setdefault(section, {})[key] = sources[section][key]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(only))
-    result = subprocess.run([sys.executable, str(script_of(stage)), *stage["cmd"].split()[2:]],
+    result = subprocess.run([sys.executable, str(script_of(stage)), *arguments_of(stage)],
                             cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(SRC)})
     assert result.returncode == 0, result.stderr[-2000:]

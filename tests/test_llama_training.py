@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from detox.train.card import training_card
+from detox.train.methods import load_method
+from detox.train.summary import TrainSummary
 from detox.models import load_tokenizer
 from detox.params import parse
 from detox.toxicity import PackagedScorer, toxicity_reading
@@ -21,7 +23,7 @@ from detox.train.dpo import dpo_pairs, train_dpo
 from detox.train.finetune import trainable_lm
 from detox.train.params import DPOParams, SFTParams, TrainParams
 from detox.train.policy import count_parameters, load_trainable
-from detox.train.ppo import train
+from detox.train.ppo import run_ppo
 from detox.train.sft import sft_targets, train_sft
 
 CPU = torch.device("cpu")
@@ -51,7 +53,7 @@ def ppo_step(policy, reference, tiny_llama_dir, prompts, params, tmp_path):
     """One PPO step; the names of the policy's tensors it changed."""
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
     scorer = PackagedScorer("profanity-check")
-    outcome = train(policy, reference, load_tokenizer(tiny_llama_dir), scorer,
+    outcome = run_ppo(policy, reference, load_tokenizer(tiny_llama_dir), scorer,
                     toxicity_reading(scorer.id2label, scorer.multi_label, None, None), prompts,
                     params, CPU, tmp_path)
     assert outcome.diverged_at is None and len(outcome.log) == 1
@@ -142,8 +144,9 @@ def test_the_summary_and_the_model_card_say_what_trained(tiny_llama_dir, committ
     summary = {**counts, "method": "ppo", "kl_coef_start": 0.2, "kl_coef_end": 0.2,
                "diverged": False, "policy_samples": 8, "scorer_calls": 8, "gradient_steps": 2,
                "train_seconds": 1.0}
-    text = training_card({"source": str(tiny_llama_dir)}, {"source": "builtin:profanity-check"},
-                         parse(TrainParams, raw), summary, 6).text
+    text = training_card(load_method("ppo"), {"source": str(tiny_llama_dir)},
+                         {"source": "builtin:profanity-check"}, parse(TrainParams, raw),
+                         TrainSummary.from_json(summary), 6).text
     assert f"{counts['trainable_params']:,} of {counts['total_params']:,}" in text
     if adapted:
         assert "on q_proj, v_proj) in the top 4 blocks" in text

@@ -11,13 +11,16 @@ from huggingface_hub import ModelCard
 from detox.evaluate.report import caveats
 from detox.model_card import CARD_METRICS, with_evaluation
 from detox.train.card import training_card
+from detox.train.methods import load_method
 from detox.train.rewards import MEANINGS
+from detox.train.summary import TrainSummary
 from detox.params import parse
 from detox.train.params import TrainParams
 
 SUMMARY = {"method": "ppo", "trainable_params": 1200, "total_params": 5000,
-           "kl_coef_start": 0.2, "kl_coef_end": 0.25, "diverged": False, "policy_samples": 640,
-           "scorer_calls": 640, "gradient_steps": 80, "train_seconds": 12.3}
+           "trainable_fraction": 0.24, "kl_coef_start": 0.2, "kl_coef_end": 0.25,
+           "diverged": False, "policy_samples": 640, "scorer_calls": 640, "gradient_steps": 80,
+           "train_seconds": 12.3}
 # What the other methods add to metrics/train.json
 BASELINES = {
     "word_filter": {"trainable_params": 0, "policy_samples": 0, "scorer_calls": 0,
@@ -25,11 +28,18 @@ BASELINES = {
                     "word_list_sha256": "0123456789ab", "words": 796,
                     "banned_sequences": 4768, "banned_token_ids": 237},
     "sft": {"sampled_prompts": 160, "targets": 81, "target_toxicity_mean": 0.05,
-            "loss_start": 1.7, "loss_end": 1.2},
+            "loss_start": 1.7, "loss_end": 1.2, "sampling_seconds": 3.0},
     "dpo": {"sampled_prompts": 160, "pairs": 95, "chosen_toxicity_mean": 0.1,
-            "rejected_toxicity_mean": 0.9, "loss_start": 0.69, "loss_end": 0.4},
+            "rejected_toxicity_mean": 0.9, "loss_start": 0.69, "loss_end": 0.4,
+            "sampling_seconds": 3.0},
 }
 BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
+
+
+def card(params: TrainParams, summary: dict, prompts: int = 400, base: dict | None = None):
+    """The training card of ``params.method`` from a ``metrics/train.json`` as a dict."""
+    return training_card(load_method(params.method), base or BASE, SCORER, params,
+                         TrainSummary.from_json(summary), prompts)
 SCORER = {"source": "builtin:profanity-check"}
 SOURCES = {"in_distribution": "builtin:toxic-prompts",
            "ood_toxic": "OxAISH-AL-LLM/wiki_toxic?split=test"}
@@ -57,9 +67,9 @@ def card_for(raw_params: dict, tmp_path, metrics: dict, base: dict = BASE,
         section, name = dotted.split(".")
         raw_params[section][name] = value
     params = parse(TrainParams, raw_params)
-    card = with_evaluation(training_card(base, SCORER, params, SUMMARY, 400), metrics, SOURCES,
-                           caveats(metrics))
-    card.save(tmp_path / "README.md")
+    evaluated = with_evaluation(card(params, SUMMARY, base=base), metrics, SOURCES,
+                                caveats(metrics))
+    evaluated.save(tmp_path / "README.md")
     return ModelCard.load(tmp_path / "README.md")
 
 
@@ -98,35 +108,33 @@ def test_a_lora_run_on_a_hub_model_says_so(raw_params, tmp_path):
 def test_the_training_card_says_what_the_reward_pays_for_and_survives_a_run_with_no_step(
         raw_params):
     params = parse(TrainParams, raw_params)
-    text = training_card(BASE, SCORER, params, SUMMARY, 400).text
+    text = card(params, SUMMARY).text
     assert f"`{params.reward}` of `{SCORER['source']}`: {MEANINGS[params.reward]}" in text
     assert "0.2 over the first 5 steps, 0.25 over the last 5" in text
     # diverged at step 1: nothing logged, the card still renders
     empty = SUMMARY | {"kl_coef_start": None, "kl_coef_end": None, "diverged": True,
                        "diverged_at_step": 1, "divergence": "ppo/loss/total is not finite",
                        "model_step": 0}
-    assert "| KL coefficient | no step kept |" in training_card(BASE, SCORER, params, empty,
-                                                               400).text
+    assert "| KL coefficient | no step kept |" in card(params, empty).text
 
 
 def test_each_method_s_card_says_which_method_made_it_and_what_it_cost(raw_params):
     for method, found in BASELINES.items():
         params = parse(TrainParams, raw_params | {"method": method})
-        card = training_card(BASE, SCORER, params, SUMMARY | {"method": method} | found, 400)
-        assert card.data.model_name.endswith({"word_filter": "a bad-word filter",
+        made = card(params, SUMMARY | {"method": method} | found)
+        assert made.data.model_name.endswith({"word_filter": "a bad-word filter",
                                               "sft": "rejection-sampling fine-tuning",
                                               "dpo": "DPO"}[method])
-        assert f"| method | `{method}` |" in card.text
+        assert f"| method | `{method}` |" in made.text
         assert (f"| budget | {found.get('policy_samples', 640):,} policy samples drawn, "
                 f"{found.get('scorer_calls', 640):,} scorer calls, "
                 f"{found.get('gradient_steps', 80):,} gradient steps, 12 s of wall clock")  \
-            in card.text
-        assert "PPO" not in card.text.split("## How to load")[0].replace("*", "")  \
+            in made.text
+        assert "PPO" not in made.text.split("## How to load")[0].replace("*", "")  \
             .replace("Reinforcement Learning", "")
-    word_filter = training_card(BASE, SCORER, parse(TrainParams, raw_params | {
-        "method": "word_filter"}), SUMMARY | BASELINES["word_filter"], 400)
+    word_filter = card(parse(TrainParams, raw_params | {"method": "word_filter"}),
+                       SUMMARY | BASELINES["word_filter"])
     assert "`badwords-py:en` (sha256 of its words 0123456789ab): 796 words" in word_filter.text
     assert "training data" not in word_filter.text and "## Construction" in word_filter.text
-    dpo = training_card(BASE, SCORER, parse(TrainParams, raw_params | {"method": "dpo"}),
-                        SUMMARY | BASELINES["dpo"], 400).text
+    dpo = card(parse(TrainParams, raw_params | {"method": "dpo"}), SUMMARY | BASELINES["dpo"]).text
     assert "| pairs | 95:" in dpo and "(sampling included)" in dpo

@@ -19,7 +19,7 @@ from detox.scoring import load_scorer
 from detox.toxicity import toxicity_reading
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable
-from detox.train.ppo import train
+from detox.train.ppo import run_ppo
 
 CPU = torch.device("cpu")
 SAMPLING = GenerationParams(max_new_tokens_from=3, max_new_tokens_to=6, top_k=0, top_p=1.0)
@@ -64,7 +64,7 @@ def test_ppo_learns_from_and_logs_the_multi_label_reading(tiny_neo_dir, committe
     reading = toxicity_reading(scorer.id2label, scorer.multi_label, None, ["toxic", "insult"])
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     prompts = tokenizer(["shut up you", "the river is", "you are a", "the castle"])["input_ids"]
-    (row,) = train(policy, reference, tokenizer, scorer, reading, prompts, params, CPU,
+    (row,) = run_ppo(policy, reference, tokenizer, scorer, reading, prompts, params, CPU,
                    tmp_path).log
     (logits,) = scorer.calls
     t = logits[:, [0, 4]].max(dim=-1).values  # logit of P(toxic) = max sigmoid of the two

@@ -9,11 +9,11 @@ import torch
 from trl import PPOTrainer
 
 from detox.params import parse
-from detox.train.params import TrainParams
+from detox.train.params import PPOParams, TrainParams
 from detox.models import load_tokenizer
 from detox.train.policy import load_trainable
 from detox.train.log import COLUMNS, TRL_STATS, log_row
-from detox.train.ppo import Outcome, ppo_config, train, train_summary
+from detox.train.ppo import Outcome, ppo_config, run_ppo, train_summary
 from detox.toxicity import PackagedScorer, toxicity_reading
 
 CPU = torch.device("cpu")
@@ -43,7 +43,7 @@ def test_train_updates_only_the_top_blocks_and_keeps_the_reference(tiny_neo_dir,
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
     reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
-    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+    outcome = run_ppo(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), READING, prompts, params, CPU, tmp_path)
     log = outcome.log
 
@@ -62,7 +62,7 @@ def test_lora_ppo_trains_only_the_adapter_and_the_value_head(tiny_neo_dir, tiny_
     params = dataclasses.replace(params, adapter=lora)
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed, lora)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
-    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+    outcome = run_ppo(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), READING, prompts, params, CPU, tmp_path)
     assert outcome.diverged_at is None and len(outcome.log) == 2
     changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
@@ -98,7 +98,7 @@ def test_gradient_checkpointing_recomputes_the_blocks_and_changes_no_result(
             return forward(*args, **kwargs)
 
         top.forward = counted
-        outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+        outcome = run_ppo(policy, reference, load_tokenizer(tiny_neo_dir),
                         PackagedScorer("profanity-check"), READING, prompts, these, CPU,
                         tmp_path / str(checkpointing))
         weights = {n: p.detach().clone() for n, p in policy.named_parameters()}
@@ -154,16 +154,26 @@ def test_a_log_row_names_trl_stats_and_penalises_the_score_by_the_kl():
     assert row["samples"] == 64 and isinstance(row["samples"], int)
 
 
+PPO = PPOParams(steps=10, batch_size=8, mini_batch_size=4, ppo_epochs=2, learning_rate=1e-4,
+                init_kl_coef=0.2, adaptive_kl=True, target_kl=6.0, kl_horizon=10000,
+                save_every=5, max_kl_ratio=1.0, max_score_drop=0.75,
+                gradient_checkpointing=False)
+COUNTS = {"trainable_params": 1, "total_params": 2, "trainable_fraction": 0.5}
+
+
 def test_train_summary_start_and_end_windows():
     scores = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
     toxicities = [0.9, 0.8, 0.7, 0.5, 0.3, 0.2, 0.1]
     kls = [0.0, 0.1, 0.3, 0.2, 0.5, 0.8, 1.25]
     parameters = {"trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25}
-    summary = train_summary(make_log(scores, toxicities, kls), parameters, window=3)
-    assert summary == {
-        "trainable_params": 100, "total_params": 400, "trainable_fraction": 0.25,
+    summary = train_summary(make_log(scores, toxicities, kls), parameters, PPO, window=3)
+    assert (summary.trainable_params, summary.total_params, summary.trainable_fraction) == (
+        100, 400, 0.25)
+    assert summary.policy_samples == summary.scorer_calls == 56
+    assert summary.gradient_steps == 7 * PPO.ppo_epochs * PPO.batch_size // PPO.mini_batch_size
+    assert not summary.diverged and summary.diverged_at_step is None
+    assert summary.details == {
         "steps": 7,
-        "policy_samples": 56,
         "score_mean_start": pytest.approx((-1.0 - 0.5 + 0.0) / 3, abs=1e-6),
         "score_mean_end": pytest.approx((1.0 + 1.5 + 2.0) / 3, abs=1e-6),
         "reward_mean_start": pytest.approx((-1.5 - 0.2 * (0.0 + 0.1 + 0.3)) / 3, abs=1e-6),
@@ -173,20 +183,20 @@ def test_train_summary_start_and_end_windows():
         "kl_start": pytest.approx((0.0 + 0.1 + 0.3) / 3, abs=1e-6),
         "kl_end": pytest.approx((0.5 + 0.8 + 1.25) / 3, abs=1e-6),
         "kl_coef_start": pytest.approx(0.2, abs=1e-6), "kl_coef_end": pytest.approx(0.2, abs=1e-6),
-        "diverged": False,
     }
 
 
 def test_train_summary_default_window_is_five_steps():
     scores = [float(i) for i in range(12)]  # 0..11
-    summary = train_summary(make_log(scores, [0.5] * 12, [0.0] * 12), {})
+    summary = train_summary(make_log(scores, [0.5] * 12, [0.0] * 12), COUNTS, PPO).details
     assert summary["score_mean_start"] == pytest.approx(2.0)   # mean of 0..4
     assert summary["score_mean_end"] == pytest.approx(9.0)     # mean of 7..11
     assert summary["steps"] == 12
 
 
 def test_train_summary_log_shorter_than_window():
-    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), {}, window=5)
+    summary = train_summary(make_log([1.0, 2.0], [0.4, 0.2], [0.1, 0.3]), COUNTS, PPO,
+                            window=5).details
     assert summary["score_mean_start"] == summary["score_mean_end"] == pytest.approx(1.5)
     assert summary["toxicity_mean_start"] == pytest.approx(0.3)
     assert summary["kl_end"] == pytest.approx(0.2)
@@ -194,10 +204,12 @@ def test_train_summary_log_shorter_than_window():
 
 def test_train_summary_of_a_run_that_diverged_at_its_first_step():
     outcome = Outcome([], diverged_at=1, cause="ppo/loss/total is not finite", model_step=0)
-    summary = train_summary(outcome, {})
-    assert summary["steps"] == 0 and summary["score_mean_start"] is None  # JSON null, not NaN
-    assert summary["diverged"] is True and summary["diverged_at_step"] == 1
-    assert summary["divergence"] == "ppo/loss/total is not finite" and summary["model_step"] == 0
+    summary = train_summary(outcome, COUNTS, PPO)
+    details = summary.details
+    assert details["steps"] == 0 and details["score_mean_start"] is None  # JSON null, not NaN
+    assert summary.diverged is True and summary.diverged_at_step == 1
+    assert summary.divergence == "ppo/loss/total is not finite" and summary.model_step == 0
+    assert summary.policy_samples == summary.gradient_steps == 0
 
 
 # --- the KL controller -----------------------------------------------------------------------
@@ -227,7 +239,7 @@ def test_beta_moves_towards_the_target_at_the_pace_the_horizon_sets(tiny_neo_dir
     ppo = dataclasses.replace(params.ppo, steps=4, adaptive_kl=True, target_kl=target_kl,
                               kl_horizon=horizon)
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed)
-    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+    outcome = run_ppo(policy, reference, load_tokenizer(tiny_neo_dir),
                     PackagedScorer("profanity-check"), READING, prompts,
                     dataclasses.replace(params, ppo=ppo), CPU, tmp_path)
     betas = [row["kl_coef"] for row in outcome.log]

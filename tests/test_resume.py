@@ -18,7 +18,7 @@ from detox.train.guard import WINDOW, divergence
 from detox.train.log import COLUMNS
 from detox.train.params import TrainParams
 from detox.train.policy import load_trainable
-from detox.train.ppo import train
+from detox.train.ppo import run_ppo
 from detox.train.resume import LATEST, checkpoint_root, run_key
 
 CPU = torch.device("cpu")
@@ -46,7 +46,7 @@ def prompts(tokenizer) -> list[list[int]]:
 def run(tiny_neo_dir, params, prompts, folder, scorer=None, log_dir=None):
     policy, reference = load_trainable(str(tiny_neo_dir), params.layers, CPU, params.seed,
                                        params.adapter)
-    outcome = train(policy, reference, load_tokenizer(tiny_neo_dir),
+    outcome = run_ppo(policy, reference, load_tokenizer(tiny_neo_dir),
                     scorer or PackagedScorer("profanity-check"), READING, prompts, params, CPU,
                     folder, log_dir=log_dir)
     return policy, outcome

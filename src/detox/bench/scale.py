@@ -1,7 +1,7 @@
 """Throughput and memory of the train stage's PPO loop at the paper's model sizes.
 
 Random-weight policies shaped like gpt-neo-125m, 1.3B and 2.7B (configs only: no download)
-run a few steps of ``detox.train.ppo.train`` with the paper-rtp preset's settings, in bf16, with
+run a few steps of ``detox.train.ppo.run_ppo`` with the paper-rtp preset's settings, in bf16, with
 and without LoRA, each in a process of its own (so that one run's memory does not count in the
 next). It prints a markdown table of samples/s and peak GPU memory, with the memory estimated
 from parameter counts beside it (``estimate``), and writes the rows as JSON.
@@ -154,8 +154,8 @@ def run_one(size: str, adapter: str, steps: int, ppo_epochs: int | None,
     scorer = PackagedScorer("profanity-check")
     reading = toxicity_reading(scorer.id2label, scorer.multi_label, None, None)
     with mock.patch.object(ppo, "Checkpoints", _StepClock):
-        outcome = ppo.train(policy, reference, tokenizer, scorer, reading, prompts, params,
-                            device, workdir / "unused", dtype)
+        outcome = ppo.run_ppo(policy, reference, tokenizer, scorer, reading, prompts, params,
+                              device, workdir / "unused", dtype)
     step_seconds = np.diff(_StepClock.times)[1:]  # the first step warms CUDA up
     estimated = estimate(policy_config(size), params.layers,
                          params.adapter.rank if adapter == "lora" else None,

@@ -268,7 +268,7 @@ class Loop(ABC):
 
 
 class ProjectLoop(Loop):
-    """The train stage's step (``detox.train.ppo.train``), without its checkpoints and log."""
+    """The train stage's step (``detox.train.ppo.run_ppo``), without its checkpoints and log."""
 
     name = "project"
 

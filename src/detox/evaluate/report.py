@@ -36,7 +36,7 @@ def caveats(metrics: dict, training: dict | None = None,
     LM."""
     found = []
     if training and training.get("diverged"):
-        found.append(f"the training run diverged at PPO step {training['diverged_at_step']} "
+        found.append(f"the training run diverged at step {training['diverged_at_step']} "
                      f"({training['divergence']}); the detoxified model evaluated here is its "
                      f"last good checkpoint, from step {training['model_step']}.")
     for eval_set, by_model in metrics.items():

@@ -14,8 +14,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from trl import DPOConfig, DPOTrainer
 
 from detox import DetoxError
-from detox.train.finetune import LogToLive, best_and_worst, training_arguments
-from detox.train.params import DPOParams
+from detox.train.card import PAPER
+from detox.train.finetune import FromSamples, LogToLive, best_and_worst, training_arguments
+from detox.train.method import TRAINING_LOG, Rows, trained_part
+from detox.train.params import DPOParams, TrainParams
+from detox.train.summary import TrainSummary
 from detox.train.sft import IGNORE
 
 
@@ -89,3 +92,44 @@ def train_dpo(model: PreTrainedModel, reference: PreTrainedModel | None,
         trainer.train_dataset = features
         trainer.train()
     return trainer.state.global_step, log.rows
+
+
+class OfflineDPO(FromSamples):
+    name, display_name = "dpo", "DPO"
+    tags = ("dpo", "trl")
+    panels = {"loss": ("loss",),
+              "implicit rewards (beta x log-ratio to the reference)":
+                  ("rewards_chosen", "rewards_rejected", "rewards_margins"),
+              "preference accuracy": ("rewards_accuracies",)}
+
+    def title(self, params: TrainParams) -> str:
+        return f"DPO, {trained_part(params)}"
+
+    def description(self, base: str, scorer: str) -> str:
+        return (f"`{base}` fine-tuned with DPO (TRL 0.11.4's `DPOTrainer`) on pairs of its own "
+                f"continuations of toxic prompts, the less toxic preferred as `{scorer}` scored "
+                f"them: a baseline for the RL method of {PAPER}.")
+
+    def settings(self, params: TrainParams) -> DPOParams:
+        return params.dpo
+
+    def fit(self, model, reference, tokenizer, samples, params, device):
+        pairs = dpo_pairs(samples, params.dpo.min_margin)
+        steps, log = train_dpo(model, reference, tokenizer, pairs, params.dpo, params.seed,
+                               device, params.model.precision, TRAINING_LOG)
+        return steps, log, {
+            "pairs": len(pairs),
+            "chosen_toxicity_mean": round(float(pairs["chosen_toxicity"].mean()), 6),
+            "rejected_toxicity_mean": round(float(pairs["rejected_toxicity"].mean()), 6)}
+
+    def data_rows(self, params: TrainParams, summary: TrainSummary) -> Rows:
+        details = summary.details
+        return [["pairs", f"{details['pairs']:,}: a prompt's least toxic continuation chosen "
+                          "over its most toxic, kept where they differ by at least "
+                          f"{params.dpo.min_margin:g} (mean toxicity "
+                          f"{details['chosen_toxicity_mean']:.3f} chosen, "
+                          f"{details['rejected_toxicity_mean']:.3f} rejected); beta "
+                          f"{params.dpo.beta:g}, the frozen base as reference"]]
+
+
+METHOD = OfflineDPO()

@@ -1,18 +1,24 @@
-"""What sft and dpo share: the scored samples they learn from, the trainable language model
-(the same top blocks or LoRA weights as PPO's), transformers' training arguments, and the
-training log as dvclive series."""
+"""What the methods that learn from the sample stage's scored samples share (sft, dpo): the
+samples, the trainable language model (the same top blocks or LoRA weights as PPO's),
+transformers' training arguments, the training log as dvclive series, and the method class
+that builds the model and its summary around the method's own ``fit``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
-from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
+from transformers import (PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback,
+                          TrainingArguments)
 
+from detox.io import read_json
 from detox.train.log import LiveSeries
-from detox.train.params import AdapterParams, FineTuneParams
-from detox.train.policy import load_trainable
+from detox.train.method import BASE, SAMPLES, TRAINING_LOG, Built, Method, Rows
+from detox.train.params import AdapterParams, FineTuneParams, TrainParams
+from detox.train.policy import count_parameters, load_trainable, merged
+from detox.train.summary import WINDOW, TrainSummary, window_means
 
 
 def trainable_lm(path: str | Path, layers: int, device: torch.device, seed: int,
@@ -71,3 +77,53 @@ class LogToLive(TrainerCallback):
         self.rows.append(row)
         if self.series is not None:
             self.series.add(row)
+
+
+class FromSamples(Method):
+    """A method that fine-tunes the trainable blocks (or LoRA) on the sample stage's scored
+    base samples; the samples' cost (drawing and scoring them) is counted as its own."""
+
+    def fit(self, model: PreTrainedModel, reference: PreTrainedModel | None,
+            tokenizer: PreTrainedTokenizerBase, samples: pd.DataFrame, params: TrainParams,
+            device: torch.device) -> tuple[int, list[dict[str, float]], dict[str, Any]]:
+        """Train ``model`` in place; its optimizer steps, log rows and summary details."""
+        raise NotImplementedError
+
+    def settings(self, params: TrainParams) -> FineTuneParams:
+        """The method's own params block."""
+        raise NotImplementedError
+
+    def card_rows(self, params: TrainParams, summary: TrainSummary, scorer: str) -> Rows:
+        details, settings = summary.details, self.settings(params)
+        return [
+            ["samples", f"{summary.policy_samples // details['sampled_prompts']} continuations "
+                        f"of each of {details['sampled_prompts']:,} training prompts from the "
+                        f"base model, scored by `{scorer}`"],
+            *self.data_rows(params, summary),
+            ["optimisation", f"{settings.epochs} epochs, batch {settings.batch_size}, Adam at a "
+                             f"constant learning rate of {settings.learning_rate:g}; loss "
+                             f"{details['loss_start']:.4g} over the first {WINDOW} steps, "
+                             f"{details['loss_end']:.4g} over the last {WINDOW}"]]
+
+    def data_rows(self, params: TrainParams, summary: TrainSummary) -> Rows:
+        """What the method made of the samples (its targets or pairs)."""
+        raise NotImplementedError
+
+    def build(self, params: TrainParams, device: torch.device, dtype: torch.dtype,
+              tokenizer: PreTrainedTokenizerBase) -> Built:
+        samples = pd.read_parquet(f"{SAMPLES}/train.parquet")
+        drawn = read_json(f"{SAMPLES}/summary.json")
+        model, reference = trainable_lm(BASE, params.layers, device, params.seed,
+                                        params.adapter)
+        counts = count_parameters(model)
+        steps, log, found = self.fit(model, reference, tokenizer, samples, params, device)
+        loss_start, loss_end = window_means([row["loss"] for row in log if "loss" in row])
+        summary = TrainSummary(
+            total_params=counts.pop("total_params"),
+            trainable_params=counts.pop("trainable_params"),
+            trainable_fraction=counts.pop("trainable_fraction"),
+            policy_samples=drawn["policy_samples"], scorer_calls=drawn["scorer_calls"],
+            gradient_steps=steps, sampling_seconds=drawn["seconds"],
+            details={**counts, "sampled_prompts": drawn["prompts"], **found,
+                     "loss_start": loss_start, "loss_end": loss_end})
+        return Built(merged(model), summary, log)

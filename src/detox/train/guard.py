@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WINDOW = 5  # steps averaged for the score's start, best and recent levels
+from detox.train.summary import WINDOW  # steps averaged for the score's levels
+
 NOISE_ERRORS = 4.0  # a drop must exceed this many standard errors of a difference of means
 COLLAPSED = "the score collapsed"  # how a collapse's cause begins
 # How many steps back from the newest checkpoint a rollback may go: a collapse distrusts its

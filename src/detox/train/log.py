@@ -1,5 +1,6 @@
 """The per-step training log: one row per PPO step of TRL's stats under names that say what
-they are, written as dvclive series (``dvc plots show``, ``dvc plots diff``).
+they are, written as dvclive series (``dvc plots show``, ``dvc plots diff``), and any
+method's log drawn as that method's panels.
 
 TRL 0.11.4 calls the classifier's number the *score* (``ppo/mean_scores``) and the number PPO
 maximises the *reward*: the score minus beta times the KL to the reference, per continuation.
@@ -9,7 +10,7 @@ fractions, the policy's KL between before and after its update, the value head's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dvclive import Live
@@ -71,3 +72,35 @@ class LiveSeries:
             if name != "step":
                 self.live.log_metric(name, value)
         self.live.next_step()
+
+
+def draw_panels(log: list[dict[str, float]], panels: Mapping[str, Sequence[str]], title: str,
+                path: str | Path) -> None:
+    """The method's panels of its training log as one figure (a panel per title, its series
+    against the step); a method that trains nothing gets a figure that says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, also on machines without a display
+    import matplotlib.pyplot as plt
+
+    drawn = [(name, [s for s in series if any(s in row for row in log)])
+             for name, series in panels.items()]
+    drawn = [(name, series) for name, series in drawn if series]
+    figure, axes = plt.subplots(max(len(drawn), 1), 1, squeeze=False,
+                                figsize=(7, 2.6 * max(len(drawn), 1)))
+    if not drawn:
+        axes[0][0].text(0.5, 0.5, "no training log: this method trains nothing",
+                        ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for (name, series), (axis,) in zip(drawn, axes):
+        for stat in series:
+            points = [(row["step"], row[stat]) for row in log if stat in row]
+            axis.plot(*zip(*points), label=stat, marker="." if len(points) < 30 else None)
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("step")
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"training: {title}", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

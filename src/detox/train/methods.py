@@ -1,17 +1,46 @@
-"""The training methods by name, and what each reads besides the prompts and the base model.
+"""The training methods by name: where each lives and what it reads besides the prompts and
+the base model. The params validate against this registry; nothing outside ``detox.train``
+names a method.
 
 Light on purpose (no torch): the ``method_inputs`` stage imports it, and an edit of a method's
-training code must not rerun what only depends on this list.
+training code must not rerun what only depends on this list. ``load_method`` imports the one
+method asked for, so a run's code (and its checkpoints' key) is that method's alone.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from detox.params import require
 
-METHODS = ("ppo", "word_filter", "sft", "dpo")
-READS_SAMPLES = ("sft", "dpo")  # the sample stage's scored base samples
+if TYPE_CHECKING:
+    from detox.train.method import Method
+
+
+@dataclass(frozen=True)
+class Registered:
+    module: str  # holds the method's ``METHOD``
+    reads_samples: bool  # learns from the sample stage's scored base samples
+
+
+REGISTRY = {
+    "ppo": Registered("detox.train.ppo", reads_samples=False),
+    "word_filter": Registered("detox.train.word_filter", reads_samples=False),
+    "sft": Registered("detox.train.sft", reads_samples=True),
+    "dpo": Registered("detox.train.dpo", reads_samples=True),
+}
+METHODS = tuple(REGISTRY)
+
+
+def check_method(method: str) -> None:
+    require(method in REGISTRY, "method", method, f"must be one of {', '.join(METHODS)}")
+
+
+def load_method(method: str) -> Method:
+    check_method(method)
+    return importlib.import_module(REGISTRY[method].module).METHOD
 
 
 @dataclass(frozen=True)
@@ -27,8 +56,7 @@ class MethodParams:
     method: str
 
     def __post_init__(self) -> None:
-        require(self.method in METHODS, "method", self.method,
-                f"must be one of {', '.join(METHODS)}")
+        check_method(self.method)
 
     def inputs(self) -> MethodInputs:
-        return MethodInputs(samples=self.method in READS_SAMPLES)
+        return MethodInputs(samples=REGISTRY[self.method].reads_samples)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from detox.device import DeviceParams
 from detox.generation import GenerationParams
 from detox.params import require
-from detox.train.methods import METHODS
+from detox.train.methods import check_method
+
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
 ADAPTERS = ("none", "lora")
 
@@ -138,8 +139,7 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")
-        require(self.method in METHODS, "method", self.method,
-                f"must be one of {', '.join(METHODS)}")
+        check_method(self.method)
         # The upper bound is the policy's block count, checked once the policy is loaded.
         require(self.layers >= 1, "layers", self.layers,
                 "must be between 1 and the policy's number of transformer blocks")

@@ -1,10 +1,12 @@
-"""The PPO loop: sample prompts, generate in one batch, score, reward, ``PPOTrainer.step``;
-and the summary of its log."""
+"""The ``ppo`` method: the PPO loop (sample prompts, generate in one batch, score, reward,
+``PPOTrainer.step``), the summary of its log and its model card rows."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,15 +17,23 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
-from detox.device import is_main_process
+from detox import DetoxError
+from detox.device import is_main_process, scorer_dtype
 from detox.generation import generate
-from detox.toxicity import Scorer, ToxicityReading
+from detox.models import require_context
+from detox.scoring import load_scorer
+from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
+from detox.train.card import PAPER
 from detox.train.guard import REACH, Divergence, divergence
 from detox.train.log import LiveSeries, log_row
+from detox.train.method import BASE, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method, Rows, trained_part
 from detox.train.params import PPOParams, TrainParams
-from detox.train.policy import enable_gradient_checkpointing
-from detox.train.resume import Checkpoints, Progress, StopRequest
-from detox.train.rewards import rewards
+from detox.train.policy import (count_parameters, enable_gradient_checkpointing, load_trainable,
+                                model_to_save)
+from detox.train.resume import (Checkpoints, Progress, StopRequest, checkpoint_root,
+                                remove_checkpoints, run_key)
+from detox.train.rewards import MEANINGS, rewards
+from detox.train.summary import WINDOW, TrainSummary, window_means
 from detox.train.trunk import reused_frozen_trunk
 
 
@@ -50,7 +60,7 @@ class Outcome:
     model_step: int | None = None  # the step of the checkpoint the policy was put back to
 
 
-def train(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
+def run_ppo(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
           reading: ToxicityReading, prompts: list[list[int]], params: TrainParams,
           device: torch.device, checkpoint_dir: Path, dtype: torch.dtype = torch.float32,
           log_dir: Path | None = None) -> Outcome:
@@ -164,23 +174,104 @@ def gradient_steps(ppo: PPOParams, steps: int) -> int:
     return steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size)
 
 
-def train_summary(outcome: Outcome, parameters: dict[str, float], window: int = 5) -> dict:
-    """Parameter counts, the samples learned from (all processes), the score, reward, toxicity
-    and KL trends (start/end average ``window`` steps) and whether the run diverged: where,
-    why, and which step's model it kept. No wall-clock time: the same inputs give the same
-    summary."""
-    frame = pd.DataFrame(outcome.log)
-
-    def average(column: str, rows: pd.DataFrame) -> float | None:
-        return round(float(rows[column].mean()), 6) if len(rows) else None
-
-    summary = {**parameters, "steps": len(frame),
-               "policy_samples": int(frame["samples"].sum()) if len(frame) else 0}
+def train_summary(outcome: Outcome, parameters: dict[str, Any], ppo: PPOParams,
+                  window: int = WINDOW) -> TrainSummary:
+    """Parameter counts, the samples learned from (all processes, each scored once), the
+    optimizer steps, the score, reward, toxicity and KL trends (start/end average of ``window``
+    steps) and whether the run diverged: where, why, and which step's model it kept. No
+    wall-clock time: the same inputs give the same summary."""
+    parameters = dict(parameters)
+    counts = {key: parameters.pop(key) for key in
+              ("total_params", "trainable_params", "trainable_fraction")}
+    samples = int(sum(row["samples"] for row in outcome.log))
+    trends = {"steps": len(outcome.log)}
     for column in ("score_mean", "reward_mean", "toxicity_mean", "kl", "kl_coef"):
-        summary[f"{column}_start"] = average(column, frame.head(window))
-        summary[f"{column}_end"] = average(column, frame.tail(window))
-    summary["diverged"] = outcome.diverged_at is not None
-    if outcome.diverged_at is not None:
-        summary |= {"diverged_at_step": outcome.diverged_at, "divergence": outcome.cause,
-                    "model_step": outcome.model_step}
-    return summary
+        trends[f"{column}_start"], trends[f"{column}_end"] = window_means(
+            [row[column] for row in outcome.log], window)
+    return TrainSummary(
+        **counts, policy_samples=samples, scorer_calls=samples,
+        gradient_steps=gradient_steps(ppo, len(outcome.log)), details={**parameters, **trends},
+        diverged=outcome.diverged_at is not None, diverged_at_step=outcome.diverged_at,
+        divergence=outcome.cause, model_step=outcome.model_step)
+
+
+class PPO(Method):
+    """PPO (TRL 0.11.4) on the training prompts, rewarded by the scorer, held near the base by
+    a KL penalty. Checkpoints go to data/checkpoints/<run key>/: rerunning with the same params
+    and inputs resumes there; a diverged run keeps its last good checkpoint."""
+
+    name, display_name = "ppo", "PPO"
+    tags = ("ppo", "trl", "reinforcement-learning")
+    also_trains = "PPO's value head"
+    panels = {
+        "score, KL-penalised reward, toxicity": ("score_mean", "reward_mean", "toxicity_mean"),
+        "KL to the reference and entropy (nats per continuation), beta":
+            ("kl", "entropy", "kl_coef"),
+        "losses, clip fractions, update KL": ("loss_policy", "loss_value", "clipfrac_policy",
+                                              "clipfrac_value", "approx_kl_update"),
+        "continuation length (tokens)": ("response_tokens", "max_new_tokens"),
+    }
+
+    def title(self, params: TrainParams) -> str:
+        return f"PPO, {trained_part(params)}, {params.reward}"
+
+    def description(self, base: str, scorer: str) -> str:
+        return (f"`{base}` fine-tuned with PPO (TRL 0.11.4) to continue toxic prompts less "
+                f"toxically, rewarded by `{scorer}` and held near the base model by a KL "
+                f"penalty, as in {PAPER}.")
+
+    def card_rows(self, params: TrainParams, summary: TrainSummary, scorer: str) -> Rows:
+        ppo, generation, details = params.ppo, params.generation, summary.details
+        diverged = "no" if not summary.diverged else (
+            f"yes, at step {summary.diverged_at_step} ({summary.divergence}); these are the "
+            f"weights of step {summary.model_step}")
+        return [
+            ["reward", f"`{params.reward}` of `{scorer}`: {MEANINGS[params.reward]}"],
+            ["PPO", f"{ppo.steps} steps of {ppo.batch_size} prompts, mini-batch "
+                    f"{ppo.mini_batch_size}, {ppo.ppo_epochs} epochs, learning rate "
+                    f"{ppo.learning_rate:g}, initial KL coefficient {ppo.init_kl_coef:g}"
+                    + (f", adaptive to a KL of {ppo.target_kl:g} nats per continuation "
+                       f"(horizon {ppo.kl_horizon:,})" if ppo.adaptive_kl else ", fixed")],
+            ["KL coefficient", "no step kept" if details["kl_coef_start"] is None else
+             f"{details['kl_coef_start']:.4g} over the first {WINDOW} steps, "
+             f"{details['kl_coef_end']:.4g} over the last {WINDOW}"],
+            ["sampling", f"at most {generation.max_new_tokens_from}-"
+                         f"{generation.max_new_tokens_to} new tokens (drawn per batch), "
+                         + (f"top-k {generation.top_k}, " if generation.top_k else "no top-k, ")
+                         + f"top-p {generation.top_p:g}"],
+            ["diverged", diverged],
+        ]
+
+    def build(self, params: TrainParams, device: torch.device, dtype: torch.dtype,
+              tokenizer: PreTrainedTokenizerBase) -> Built:
+        # Before TRL makes one without the cpu flag: under torchrun on CPU this is what gives
+        # the processes their gloo group (else each would train alone, unaware of the others).
+        PartialState(cpu=device.type == "cpu")
+        policy, reference = load_trainable(BASE, params.layers, device, params.seed,
+                                           params.adapter)
+        require_context(policy.pretrained_model.config, params.data.prompt_max_tokens,
+                        params.generation.max_new_tokens_to)
+        parameters = count_parameters(policy)
+        scorer = load_scorer(SCORER, device, scorer_dtype(device))
+        reading = toxicity_reading(scorer.id2label, scorer.multi_label,
+                                   params.model.neutral_label, params.model.toxic_labels)
+        prompts = pd.read_parquet(TRAIN_PROMPTS)["input_ids"].map(list).tolist()
+        processes = int(os.environ.get("WORLD_SIZE", 1))
+        if len(prompts) < params.ppo.batch_size * processes:
+            raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} x "
+                             f"{processes} process(es) is more than the {len(prompts)} "
+                             "training prompts: lower it or raise data.train_prompts")
+        checkpoints = checkpoint_root() / run_key(params, [TRAIN_PROMPTS, BASE, SCORER],
+                                                  processes)
+        outcome = run_ppo(policy, reference, tokenizer, scorer, reading, prompts, params,
+                          device, checkpoints, dtype, log_dir=TRAINING_LOG)
+        if outcome.cause:
+            print(f"warning: the run diverged at step {outcome.diverged_at} ({outcome.cause}); "
+                  f"kept the model of step {outcome.model_step}")
+        summary = train_summary(outcome, parameters, params.ppo)
+        summary.details["prompts"] = len(prompts)
+        return Built(model_to_save(policy), summary, outcome.log,
+                     cleanup=lambda: remove_checkpoints(checkpoints))
+
+
+METHOD = PPO()

@@ -20,8 +20,11 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedToke
 from trl.trainer.utils import disable_dropout_in_model
 
 from detox import DetoxError
-from detox.train.finetune import LogToLive, best_and_worst, training_arguments
-from detox.train.params import SFTParams
+from detox.train.card import PAPER
+from detox.train.finetune import FromSamples, LogToLive, best_and_worst, training_arguments
+from detox.train.method import TRAINING_LOG, Rows, trained_part
+from detox.train.params import SFTParams, TrainParams
+from detox.train.summary import TrainSummary
 
 IGNORE = -100  # the label of a token that is not learned (the prompt's, the padding's)
 
@@ -63,3 +66,38 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target
                                                  label_pad_token_id=IGNORE))
         trainer.train()
     return trainer.state.global_step, log.rows
+
+
+class RejectionSampling(FromSamples):
+    name, display_name = "sft", "rejection-sampling fine-tuning"
+    tags = ("sft", "rejection-sampling")
+    panels = {"loss": ("loss",), "gradient norm": ("grad_norm",)}
+
+    def title(self, params: TrainParams) -> str:
+        return f"rejection-sampling fine-tuning, {trained_part(params)}"
+
+    def description(self, base: str, scorer: str) -> str:
+        return (f"`{base}` fine-tuned on its own least toxic continuations of toxic prompts "
+                f"(rejection sampling, best of k, scored by `{scorer}`): a baseline for the RL "
+                f"method of {PAPER}.")
+
+    def settings(self, params: TrainParams) -> SFTParams:
+        return params.sft
+
+    def fit(self, model, reference, tokenizer, samples, params, device):
+        targets = sft_targets(samples, params.sft.max_toxicity)
+        steps, log = train_sft(model, tokenizer, targets, params.sft, params.seed, device,
+                               params.model.precision, TRAINING_LOG)
+        return steps, log, {
+            "targets": len(targets),
+            "target_toxicity_mean": round(float(targets["best_toxicity"].mean()), 6)}
+
+    def data_rows(self, params: TrainParams, summary: TrainSummary) -> Rows:
+        details = summary.details
+        return [["targets", f"{details['targets']:,} prompts' least toxic continuation, kept "
+                            f"where its toxicity is below {params.sft.max_toxicity:g} (mean "
+                            f"{details['target_toxicity_mean']:.3f}); loss on the continuation "
+                            "only"]]
+
+
+METHOD = RejectionSampling()

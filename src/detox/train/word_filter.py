@@ -12,9 +12,17 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from detox import DetoxError
+from detox.models import load_causal_lm
+from detox.train.card import PAPER
+from detox.train.log import LiveSeries
+from detox.train.method import BASE, TRAINING_LOG, Built, Method, Rows
+from detox.train.params import TrainParams
+from detox.train.policy import count_parameters
+from detox.train.summary import TrainSummary
 
 PACKAGE = "badwords-py:"
 PARAM = "word_filter.words"
@@ -124,3 +132,39 @@ def add_word_filter(model, tokenizer: PreTrainedTokenizerBase, source: str) -> d
     return {"word_list": source, "word_list_sha256": digest, "words": len(words), "banned_sequences": len(sequences),
             "banned_token_ids": len({i for seq in sequences for i in seq}),
             "banned_single_tokens": sum(len(seq) == 1 for seq in sequences)}
+
+
+class WordFilter(Method):
+    name, display_name = "word_filter", "a bad-word filter"
+    tags = ("bad-words",)
+    trains = False
+
+    def title(self, params: TrainParams) -> str:
+        return "bad-word filter"
+
+    def description(self, base: str, scorer: str) -> str:
+        return (f"`{base}` with its weights unchanged and a decoding-time ban on a published "
+                "bad-word list, saved as `bad_words_ids` in `generation_config.json`, so that "
+                f"any `generate()` on this folder honours it (a baseline for the RL method of "
+                f"{PAPER}).")
+
+    def card_rows(self, params: TrainParams, summary: TrainSummary, scorer: str) -> Rows:
+        found = summary.details
+        return [["word list", f"`{found['word_list']}` (sha256 of its words "
+                              f"{found['word_list_sha256']}): {found['words']:,} words and "
+                              f"phrases, {found['banned_sequences']:,} banned token sequences "
+                              "in their casings, with and without a leading space "
+                              f"({found['banned_token_ids']:,} distinct token ids)"]]
+
+    def build(self, params: TrainParams, device: torch.device, dtype: torch.dtype,
+              tokenizer: PreTrainedTokenizerBase) -> Built:
+        model = load_causal_lm(BASE, device)
+        found = add_word_filter(model, tokenizer, params.word_filter.words)
+        LiveSeries(TRAINING_LOG, [])  # nothing trains: an empty log
+        summary = TrainSummary(total_params=count_parameters(model)["total_params"],
+                               trainable_params=0, trainable_fraction=0.0, policy_samples=0,
+                               scorer_calls=0, gradient_steps=0, details=found)
+        return Built(model, summary, [])
+
+
+METHOD = WordFilter()

@@ -1,0 +1,74 @@
+"""What a training method is to the rest of the project: one ``Method`` object per method
+module (its ``METHOD``), found by name through ``detox.train.methods.load_method``.
+
+The train stage calls ``build``; the model card reads ``display_name``, ``tags``,
+``description`` and ``card_rows``; evaluate, the report and the sweep read only what ``build``
+wrote (``metrics/train.json``, whose ``title`` names the model in plots and reports). A new
+method is a module with a ``METHOD``, its entry in ``methods.REGISTRY`` and its params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from detox.train.summary import TrainSummary
+
+Rows = list[list[str]]
+# What every method may read, and where its training log goes (dvclive's folder)
+BASE = "data/models/base"
+SCORER = "data/models/scorer"
+TRAIN_PROMPTS = "data/prompts/train.parquet"
+SAMPLES = "data/samples"
+TRAINING_LOG = "plots/train"
+
+
+@dataclass
+class Built:
+    """A method's result: the model to save, its summary, its training log (one row per step,
+    as written to dvclive) and what to clean up once the stage has saved the outputs."""
+
+    model: PreTrainedModel
+    summary: TrainSummary
+    log: list[dict[str, float]]
+    cleanup: Callable[[], None] | None = None
+
+
+def trained_part(params: Any) -> str:
+    """What ``layers`` and ``adapter`` make trainable, in a few words."""
+    return (f"LoRA in the top {params.layers} blocks" if params.adapter.kind == "lora"
+            else f"{params.layers} trainable blocks")
+
+
+class Method:
+    """One way to make the detoxified model from the base. Subclasses set the class
+    attributes and implement ``title``, ``description``, ``card_rows`` and ``build``."""
+
+    name: ClassVar[str]  # the params' ``method``
+    display_name: ClassVar[str]  # "<base> detoxified with <display_name>"
+    tags: ClassVar[tuple[str, ...]]  # the model card's, beside "detoxification"
+    trains: ClassVar[bool] = True  # False: the base weights, unchanged
+    also_trains: ClassVar[str | None] = None  # a part trained beside the blocks, not saved
+    # The training log's panels, title -> the series drawn together (plots/train/panels.png)
+    panels: ClassVar[Mapping[str, Sequence[str]]] = {}
+
+    def title(self, params: Any) -> str:
+        """The trained model in the evaluation's plots and report, after the base's name."""
+        raise NotImplementedError
+
+    def description(self, base: str, scorer: str) -> str:
+        """The card's opening sentence: how this method made the model from ``base``."""
+        raise NotImplementedError
+
+    def card_rows(self, params: Any, summary: TrainSummary, scorer: str) -> Rows:
+        """The card's training table rows that only this method has."""
+        raise NotImplementedError
+
+    def build(self, params: Any, device: torch.device, dtype: torch.dtype,
+              tokenizer: PreTrainedTokenizerBase) -> Built:
+        """Make the model from ``data/models/base`` (and what the method reads)."""
+        raise NotImplementedError

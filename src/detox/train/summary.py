@@ -1,0 +1,65 @@
+"""The train stage's summary, ``metrics/train.json``: what every method reports (its size, its
+budget, whether it diverged) and, flat beside those, the numbers only that method has.
+
+The card, the headline, the report and the sweep read it through ``TrainSummary.from_json``;
+``tests/test_methods.py`` holds every method to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+WINDOW = 5  # steps averaged for a trend's start and end (and the guard's score levels)
+
+
+def window_means(values: Sequence[float], window: int = WINDOW) -> tuple[float | None,
+                                                                         float | None]:
+    """The mean of the first and of the last ``window`` values (None for no values)."""
+    if not values:
+        return None, None
+    size = min(window, len(values))
+    return (round(float(sum(values[:size]) / size), 6),
+            round(float(sum(values[-size:]) / size), 6))
+
+
+@dataclass
+class TrainSummary:
+    """What a method built: parameter counts, the budget it spent (policy samples drawn, scorer
+    calls, optimizer steps, seconds) and how it ended; ``details`` are the method's own."""
+
+    total_params: int
+    trainable_params: int
+    trainable_fraction: float
+    policy_samples: int
+    scorer_calls: int
+    gradient_steps: int
+    details: dict[str, Any] = field(default_factory=dict)
+    diverged: bool = False
+    diverged_at_step: int | None = None  # where a divergence was detected,
+    divergence: str | None = None  # why,
+    model_step: int | None = None  # and the step whose weights were kept
+    sampling_seconds: float | None = None  # drawing the samples it learned from (a stage's)
+    # set by the train stage once the method is done
+    method: str = ""
+    title: str = ""
+    train_seconds: float = 0.0  # sampling included
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat, as ``metrics/train.json`` holds it (``dvc metrics show`` reads it so); the
+        divergence and sampling keys only where they apply."""
+        common = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+        optional = ("diverged_at_step", "divergence", "model_step", "sampling_seconds")
+        flat = {key: value for key, value in common.items()
+                if not (key in optional and value is None)}
+        clash = set(self.details) & set(flat)
+        if clash:
+            raise ValueError(f"a method's details may not reuse the summary's keys: {clash}")
+        return {"method": self.method, "title": self.title, **flat, **self.details}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainSummary:
+        names = {f.name for f in fields(cls)} - {"details"}
+        return cls(**{key: value for key, value in data.items() if key in names},
+                   details={key: value for key, value in data.items() if key not in names})

@@ -28,7 +28,7 @@ from test_model_card import result
 CPU = torch.device("cpu")
 SMALL = {"ppo.steps": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.save_every": 1,
          "samples.total": 32, "sft.epochs": 1, "dpo.epochs": 1, "dpo.min_margin": 0.01,
-         "sft.max_toxicity": 1.0, "method": "sft"}
+         "sft.max_toxicity": 1.0, "online_dpo.samples": 32, "method": "sft"}
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,21 @@ def test_the_samples_are_counted_as_the_cost_of_the_methods_that_read_them(built
         if REGISTRY[method].reads_samples:
             assert summary.policy_samples == SMALL["samples.total"]
             assert summary.sampling_seconds is not None
-        elif load_method(method).trains:
-            assert summary.policy_samples == SMALL["ppo.steps"] * SMALL["ppo.batch_size"]
+        elif load_method(method).trains:  # the sampling budget of its own params
+            assert summary.policy_samples == {
+                "ppo": SMALL["ppo.steps"] * SMALL["ppo.batch_size"],
+                "online_dpo": SMALL["online_dpo.samples"]}[method]
+            assert summary.scorer_calls == summary.policy_samples
         else:
             assert summary.policy_samples == summary.gradient_steps == 0
+
+
+def test_each_method_logs_what_its_panels_draw(built):
+    for method, (_, made) in built.items():
+        panels = load_method(method).panels
+        logged = {name for row in made.log for name in row}
+        drawn = {series for names in panels.values() for series in names}
+        assert drawn <= logged or not load_method(method).trains, (method, drawn - logged)
 
 
 def test_a_diverged_run_reads_as_one_in_the_report():
@@ -113,3 +124,20 @@ def test_a_diverged_run_reads_as_one_in_the_report():
     (said,) = caveats({"in_distribution": result(0.8, 0.4)}, summary.to_json())
     assert said.startswith("the training run diverged at step 3 (the score collapsed)")
     assert "from step 1" in said
+
+
+def test_a_method_imports_no_other_method_s_code():
+    """So a run's checkpoints are keyed by its own code (``run_key`` hashes the imported
+    modules): an edit of dpo.py leaves PPO's checkpoints valid."""
+    import subprocess
+    import sys
+
+    checks = {}
+    for method in REGISTRY:  # a fresh interpreter each, all at once
+        others = [e.module for name, e in REGISTRY.items() if name != method]
+        code = (f"import sys; from detox.train.methods import load_method; "
+                f"load_method({method!r}); print([m for m in {others!r} if m in sys.modules])")
+        checks[method] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                          text=True)
+    found = {method: check.communicate()[0].strip() for method, check in checks.items()}
+    assert found == {method: "[]" for method in REGISTRY}

@@ -81,20 +81,21 @@ def test_repro_detoxifies_and_writes_declared_outputs(repo):
         assert (repo / path).is_file(), path
 
 
-def test_dvc_plots_show_renders_every_training_stat_per_step(repo):
-    rendered = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+def test_dvc_plots_show_renders_every_training_stat_per_step_and_the_method_s_panels(repo):
+    shown = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)
+    assert not shown.get("errors")  # no panel names a file this method did not write
+    rendered = shown["data"]
     steps = yaml.safe_load((ROOT / "params.yaml").read_text())["ppo"]["steps"]
-    series = {}  # the dvc.yaml panels: stat -> the steps drawn
+    series = {}  # train's dvclive series: stat -> the steps drawn
     for name, plots in rendered.items():
-        if not name.startswith("training"):
-            continue
-        for plot in plots:
-            for row in plot["content"]["data"]["values"]:
-                field = row["filename::field"].split("::")[1]
-                series.setdefault(field, []).append(int(row["step"]))
+        if name.startswith("plots/train/plots/metrics/"):
+            for plot in plots:
+                series[Path(name).stem] = [int(row["step"])
+                                           for row in plot["content"]["data"]["values"]]
     assert {"score_mean", "reward_mean", "kl", "kl_coef", "entropy", "loss_policy",
             "loss_value", "clipfrac_policy", "toxicity_mean", "response_tokens"} <= set(series)
     assert all(sorted(found) == list(range(1, steps + 1)) for found in series.values())
+    assert [plot["type"] for plot in rendered["plots/train/panels.png"]] == ["image"]
 
 
 def test_the_detoxified_folder_loads_and_carries_a_model_card_with_the_eval_results(repo):
@@ -146,6 +147,29 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in result.stdout
 
 
+@pytest.mark.parametrize("change, stages", [
+    # another method that reads no samples: the samples stay as they are (none drawn)
+    ({"method": "word_filter"}, {"method_inputs", "train"}),
+    ({"method": "sft"}, {"method_inputs", "train"}),  # then sample, once method_inputs reran
+    ({"samples.total": 64}, {"sample"}),  # the samples' own params: nothing else until they move
+    ({"eval.batch_size": 8}, {"evaluate"}),
+    ("src/detox/train/dpo.py", {"train"}),  # a method's code: training only, never evaluate
+    ("src/detox/train/params.py", {"train"}),
+    ("src/detox/evaluate/report.py", {"evaluate"}),
+])
+def test_dvc_status_lists_exactly_the_stages_a_change_reruns(repo, change, stages):
+    if isinstance(change, dict):
+        set_params(repo, **change)
+    else:
+        with open(repo / change, "a") as edited:
+            edited.write("\n# an edit\n")
+    try:
+        status = json.loads(run(repo, "dvc", "status", "--json").stdout)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", ".")
+    assert set(status) == stages
+
+
 @pytest.mark.slow
 def test_same_seed_gives_identical_metrics(repo):
     before = (repo / "metrics" / "eval.json").read_text()
@@ -173,15 +197,15 @@ def test_exp_run_more_layers_trains_more_parameters(repo):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["word_filter", "sft", "dpo"])
+@pytest.mark.parametrize("method", ["word_filter", "sft", "dpo", "online_dpo"])
 def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method):
     """`dvc exp run -S method=...` on the offline default: evaluate scores what the method
     built, the published folder loads and its card names the method and its budget."""
     log = run(repo, "dvc", "exp", "run", "-S", f"method={method}", "-S",
               f"data.eval_prompts={EVAL_PROMPTS}").stdout
-    # from the PPO baseline, which drew no samples: the word filter reads none either, sft
-    # draws them (dpo may find sft's in the run-cache)
-    if method in ("word_filter", "sft"):
+    # from the PPO baseline, which drew no samples: the word filter and online DPO read none
+    # either, sft draws them (dpo may find sft's in the run-cache)
+    if method in ("word_filter", "sft", "online_dpo"):
         assert ("Running stage 'sample'" in log) == (method == "sft")
     training, evaluation = metrics(repo, "train"), metrics(repo, "eval")
     assert training["method"] == method and not training["diverged"]
@@ -206,6 +230,10 @@ def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method
         assert not said[rollouts["model"] == "detoxified"].any()
         assert all(torch.equal(weights[name], base[name]) for name in base)
         assert training["gradient_steps"] == training["policy_samples"] == 0
+    elif method == "online_dpo":  # PPO's budget, two samples per prompt per step
+        assert training["policy_samples"] == training["scorer_calls"] == 2 * training["pairs"]
+        assert training["policy_samples"] == 1920 and training["gradient_steps"] == 60
+        assert any(not torch.equal(weights[name], base[name]) for name in base)
     else:
         samples = json.loads((repo / "data/samples/summary.json").read_text())
         assert training["policy_samples"] == samples["policy_samples"] == 1920

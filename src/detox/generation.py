@@ -41,6 +41,13 @@ class GenerationParams:
         check_sampling("generation", self.top_k, self.top_p)
 
 
+def call_seed(seed: int, call: int, rank: int = 0) -> int:
+    """The seed of one ``generate`` call of a training sampler (PPO's steps, online DPO's, the
+    sample stage's batches): the run's ``seed``, the call's index, and the process's rank under
+    torchrun, so that no two calls or processes draw the same stream."""
+    return (seed + 1_000_003 * rank) * 100_003 + call
+
+
 def generate(model, tokenizer: PreTrainedTokenizerBase, queries: list[list[int]],
              max_new_tokens: int, top_k: int, top_p: float, seed: int,
              dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from detox.generation import GenerationParams, ended, generate
+from detox.generation import GenerationParams, call_seed, ended, generate
 from detox.models import end_ids
 from detox.toxicity import Scorer, ToxicityReading
 
@@ -48,7 +48,7 @@ def scored_samples(model, tokenizer: PreTrainedTokenizerBase, scorer: Scorer,
         new_tokens = int(rng.integers(sampling.max_new_tokens_from,
                                       sampling.max_new_tokens_to + 1))
         responses = generate(model, tokenizer, queries, new_tokens, sampling.top_k,
-                             sampling.top_p, seed * 100_003 + start, dtype)
+                             sampling.top_p, call_seed(seed, start), dtype)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         frames.append(pd.DataFrame({
             "prompt_id": np.repeat(np.arange(start, start + len(batch)), per_prompt),

@@ -20,6 +20,8 @@ from detox.train.params import AdapterParams, FineTuneParams, TrainParams
 from detox.train.policy import count_parameters, load_trainable, merged
 from detox.train.summary import WINDOW, TrainSummary, window_means
 
+IGNORE = -100  # the label of a token that is not learned (the prompt's, the padding's)
+
 
 def trainable_lm(path: str | Path, layers: int, device: torch.device, seed: int,
                  adapter: AdapterParams) -> tuple[PreTrainedModel, PreTrainedModel | None]:

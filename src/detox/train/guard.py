@@ -27,7 +27,6 @@ import numpy as np
 from detox.train.summary import WINDOW  # steps averaged for the score's levels
 
 NOISE_ERRORS = 4.0  # a drop must exceed this many standard errors of a difference of means
-COLLAPSED = "the score collapsed"  # how a collapse's cause begins
 # How many steps back from the newest checkpoint a rollback may go: a collapse distrusts its
 # whole window, and the weights before the window's first step wrote that step's rollouts.
 REACH = WINDOW + 1
@@ -53,15 +52,15 @@ def divergence(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_
     ``score_std``, ``entropy`` and ``response_tokens``, this step's included) diverged: why,
     and from which step on; None if it did not."""
     step = int(log[-1]["step"])
-    cause = _cause(stats, log, max_kl_ratio, max_score_drop, batch_size)
-    if cause is None:
-        return None
-    collapsed = cause.startswith(COLLAPSED)
-    return Divergence(cause, step - WINDOW + 1 if collapsed else step)
+    cause = _not_finite(stats) or _kl_beyond_entropy(stats, log, max_kl_ratio)
+    if cause is not None:
+        return Divergence(cause, step)
+    cause = _collapse(log, max_score_drop, batch_size)
+    # a collapse distrusts its whole window: the weights of its first step began it
+    return None if cause is None else Divergence(cause, step - WINDOW + 1)
 
 
-def _cause(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_ratio: float,
-           max_score_drop: float, batch_size: int) -> str | None:
+def _not_finite(stats: Mapping[str, object]) -> str | None:
     for name, value in stats.items():
         # losses, log-probabilities, values, KL and scores; a spread (std, var) of a batch of
         # one is NaN by definition and says nothing
@@ -73,11 +72,20 @@ def _cause(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_rati
             continue  # not a number
         if not finite:
             return f"{name} is not finite"
+    return None
+
+
+def _kl_beyond_entropy(stats: Mapping[str, object], log: list[dict[str, float]],
+                       max_kl_ratio: float) -> str | None:
     kl = float(stats["objective/kl"]) / max(float(log[-1]["response_tokens"]), 1.0)
     entropy = float(log[0]["entropy"]) / max(float(log[0]["response_tokens"]), 1.0)
     if kl > max_kl_ratio * entropy:
         return (f"the KL to the reference, {kl:.4g} nats per token, exceeds ppo.max_kl_ratio="
                 f"{max_kl_ratio:g} times the entropy per token at step 1 ({entropy:.4g})")
+    return None
+
+
+def _collapse(log: list[dict[str, float]], max_score_drop: float, batch_size: int) -> str | None:
     if len(log) < 2 * WINDOW:
         return None
     means = np.convolve([row["score_mean"] for row in log], np.ones(WINDOW) / WINDOW,
@@ -86,7 +94,7 @@ def _cause(stats: Mapping[str, object], log: list[dict[str, float]], max_kl_rati
     spread = float(np.nanmean([row["score_std"] for row in log[:WINDOW]]))
     noise = NOISE_ERRORS * spread * math.sqrt(2 / (WINDOW * batch_size))
     if best - now > max(max_score_drop * (best - start), noise):
-        return (f"{COLLAPSED}: {now:.4g} over the last {WINDOW} steps against a best "
+        return (f"the score collapsed: {now:.4g} over the last {WINDOW} steps against a best "
                 f"of {best:.4g} and a start of {start:.4g}, more than ppo.max_score_drop="
                 f"{max_score_drop:g} of its gain lost")
     return None

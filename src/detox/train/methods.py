@@ -30,6 +30,7 @@ REGISTRY = {
     "word_filter": Registered("detox.train.word_filter", reads_samples=False),
     "sft": Registered("detox.train.sft", reads_samples=True),
     "dpo": Registered("detox.train.dpo", reads_samples=True),
+    "online_dpo": Registered("detox.train.online_dpo", reads_samples=False),
 }
 METHODS = tuple(REGISTRY)
 

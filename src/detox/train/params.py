@@ -123,6 +123,31 @@ class DPOParams(FineTuneParams):
 
 
 @dataclass(frozen=True)
+class OnlineDPOParams:
+    """``online_dpo``: ``samples`` policy samples in all (PPO's budget by default), two per
+    prompt, ``batch_size`` prompts per optimizer step."""
+
+    samples: int
+    batch_size: int
+    learning_rate: float
+    beta: float
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "online_dpo.batch_size", self.batch_size,
+                "must be a positive integer")
+        require(self.samples >= 2 * self.batch_size, "online_dpo.samples", self.samples,
+                f"must be at least one step's two samples per prompt (2 x online_dpo.batch_size "
+                f"= {2 * self.batch_size})")
+        require(self.learning_rate > 0, "online_dpo.learning_rate", self.learning_rate,
+                "must be > 0")
+        require(self.beta > 0, "online_dpo.beta", self.beta, "must be > 0")
+
+    @property
+    def steps(self) -> int:
+        return self.samples // (2 * self.batch_size)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     seed: int
     method: str
@@ -136,6 +161,7 @@ class TrainParams:
     word_filter: WordFilterParams
     sft: SFTParams
     dpo: DPOParams
+    online_dpo: OnlineDPOParams
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")

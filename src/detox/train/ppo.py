@@ -19,7 +19,7 @@ from trl import PPOConfig, PPOTrainer
 
 from detox import DetoxError
 from detox.device import is_main_process, scorer_dtype
-from detox.generation import generate
+from detox.generation import call_seed, generate
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
@@ -119,7 +119,7 @@ def run_ppo(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Score
                                           generation.max_new_tokens_to + 1))
             responses = generate(policy, tokenizer, batch, new_tokens, generation.top_k,
                                  generation.top_p,
-                                 (params.seed + 1_000_003 * rank) * 100_003 + step, dtype)
+                                 call_seed(params.seed, step, rank), dtype)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             logits = scorer.logits(texts)
             reward = rewards(logits, params.reward, reading)

@@ -21,12 +21,11 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from detox import DetoxError
 from detox.train.card import PAPER
-from detox.train.finetune import FromSamples, LogToLive, best_and_worst, training_arguments
+from detox.train.finetune import (IGNORE, FromSamples, LogToLive, best_and_worst,
+                                  training_arguments)
 from detox.train.method import TRAINING_LOG, Rows, trained_part
 from detox.train.params import SFTParams, TrainParams
 from detox.train.summary import TrainSummary
-
-IGNORE = -100  # the label of a token that is not learned (the prompt's, the padding's)
 
 
 def sft_targets(samples: pd.DataFrame, max_toxicity: float) -> pd.DataFrame:

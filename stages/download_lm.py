@@ -1,4 +1,5 @@
-"""download_lm: one causal LM source (model.policy, model.fluency_lm) -> a snapshot folder.
+"""download_lm: one causal LM source (model.policy, model.fluency_lm, model.given) -> a
+snapshot folder.
 
     python stages/download_lm.py model.policy data/models/base
 """
@@ -10,7 +11,8 @@ from detox.io import atomic_path
 from detox.params import load_param
 from detox.stage import run_stage
 
-OPTIONAL = ("model.fluency_lm",)  # null: evaluate measures perplexity under the base policy
+# null: evaluate measures perplexity under the base policy; no model given to evaluate
+OPTIONAL = ("model.fluency_lm", "model.given")
 
 
 def main(param: str, out: str) -> None:

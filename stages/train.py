@@ -33,7 +33,7 @@ def main(params: TrainParams) -> None:
     if is_main_process():
         base = read_json(f"{BASE}/source.json")
         summary = replace(built.summary, method=method.name,
-                          title=f"{base['source']}, {method.title(params)}",
+                          title=f"{base['source']}, {method.title(params, built.summary)}",
                           train_seconds=round(time.perf_counter() - started
                                               + (built.summary.sampling_seconds or 0.0), 1))
         card = training_card(method, base, read_json(f"{SCORER}/source.json"), params, summary,

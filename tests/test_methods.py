@@ -28,15 +28,17 @@ from test_model_card import result
 CPU = torch.device("cpu")
 SMALL = {"ppo.steps": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.save_every": 1,
          "samples.total": 32, "sft.epochs": 1, "dpo.epochs": 1, "dpo.min_margin": 0.01,
-         "sft.max_toxicity": 1.0, "online_dpo.samples": 32, "method": "sft"}
+         "sft.max_toxicity": 1.0, "online_dpo.samples": 32, "method": "sft",
+         "model.given": "builtin:tiny-gpt-neo"}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """The offline default, prepared and sampled (a tiny policy: seconds)."""
+    """The offline default, prepared and sampled (a tiny policy: seconds), with its own base
+    policy as the model given to evaluate."""
     repo = copy_project(tmp_path_factory.mktemp("methods"))
     set_params(repo, **SMALL)
-    run(repo, "dvc", "repro", "sample", "download_classifier@scorer")
+    run(repo, "dvc", "repro", "sample", "download_classifier@scorer", "download_lm@given")
     return repo
 
 

@@ -7,6 +7,7 @@ git repo; takes a few minutes on two CPU cores.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -241,6 +242,48 @@ def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method
         assert any(not torch.equal(weights[name], base[name]) for name in base)
     run(repo, "git", "checkout", "-q", "--", ".")
     run(repo, "dvc", "checkout", "-q")
+
+
+@pytest.mark.slow
+def test_a_given_model_is_evaluated_as_the_pipeline_evaluates_its_own(repo, tmp_path):
+    """`method=given` on the baseline's published PPO model (a folder outside the project):
+    the same prompts, seeds and weights give the PPO run's evaluation, number for number."""
+    published = tmp_path / "published"
+    shutil.copytree(repo / "data/models/detoxified", published)
+    evaluated = metrics(repo, "eval")
+    run(repo, "dvc", "exp", "run", "-S", "method=given", "-S", f"model.given={published}",
+        "-S", f"data.eval_prompts={EVAL_PROMPTS}")
+    training, given = metrics(repo, "train"), metrics(repo, "eval")
+    assert training["method"] == "given" and training["given"] == str(published)
+    assert training["policy_samples"] == training["gradient_steps"] == 0
+    for eval_set, by_model in evaluated.items():
+        for model in ("base", "detoxified"):
+            for key in ("mean_toxicity", "judge_mean_toxicity", "perplexity", "kl_to_base"):
+                assert given[eval_set][model][key] == by_model[model][key], (eval_set, key)
+    card = ModelCard.load(repo / "data/models/detoxified/README.md").text
+    assert f"| given model | `{published}`" in card and "## Evaluation" in card
+    run(repo, "git", "checkout", "-q", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+
+
+def test_a_given_model_with_another_vocabulary_is_refused_in_one_line(repo, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    other = tmp_path / "other"
+    tokenizer = AutoTokenizer.from_pretrained(repo / "data/models/base")
+    tokenizer.add_tokens(["<an-extra-token>"])
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=8, n_head=2)
+                    ).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    set_params(repo, method="given", **{"model.given": str(other)})
+    try:
+        result = run(repo, "dvc", "repro", "train", check=False)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", ".")
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert "reads another vocabulary than the base policy" in line
+    assert metrics(repo, "train")["method"] == "ppo"  # the baseline's outputs untouched
 
 
 @pytest.mark.parametrize("override, param", [

@@ -35,13 +35,15 @@ def test_paper_presets_use_the_papers_models_and_sets():
     assert rtp["data"]["train"].startswith("allenai/real-toxicity-prompts")
     assert "wiki_toxic" in rtp["data"]["ood_toxic"] and "wikitext" in rtp["data"]["ood_benign"]
     # Jigsaw differs from RTP only in its training data (and so in the steps of one pass, and
-    # in the scored samples of the baselines, as many as PPO's).
-    differ = ("data", "preset", "ppo", "samples")
+    # in the samples of the baselines, as many as PPO's).
+    differ = ("data", "preset", "ppo", "samples", "online_dpo")
     assert {k: v for k, v in jigsaw.items() if k not in differ} == \
         {k: v for k, v in rtp.items() if k not in differ}
     assert jigsaw["ppo"] == {**rtp["ppo"], "steps": 548}
-    for preset in (rtp, jigsaw):
-        assert preset["samples"]["total"] == preset["ppo"]["steps"] * preset["ppo"]["batch_size"]
+    assert jigsaw["online_dpo"] == {**rtp["online_dpo"], "samples": 8768}
+    for preset in (rtp, jigsaw, composed("preset=smollm2"), composed()):
+        ppo_budget = preset["ppo"]["steps"] * preset["ppo"]["batch_size"]
+        assert preset["samples"]["total"] == preset["online_dpo"]["samples"] == ppo_budget
     # TRL's toxicity example: lr (1.47e-5) * 2, queries cut from prompt + continuation
     assert rtp["ppo"]["learning_rate"] == pytest.approx(1.47e-5 * 2)
     assert rtp["data"]["train_query"] == "prompt_continuation"

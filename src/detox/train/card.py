@@ -64,7 +64,7 @@ def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, 
              ["seed", str(params.seed)]]
     text = "\n\n".join([
         f"# {data.model_name}",
-        method.description(base["source"], scorer["source"])
+        method.description(base["source"], scorer["source"], summary)
         + " Produced by this repository's DVC pipeline (`dvc repro`); the table below is from "
         "its `params.yaml` and `metrics/train.json`.",
         "## Training" if trains else "## Construction",

@@ -102,10 +102,10 @@ class OfflineDPO(FromSamples):
                   ("rewards_chosen", "rewards_rejected", "rewards_margins"),
               "preference accuracy": ("rewards_accuracies",)}
 
-    def title(self, params: TrainParams) -> str:
+    def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return f"DPO, {trained_part(params)}"
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         return (f"`{base}` fine-tuned with DPO (TRL 0.11.4's `DPOTrainer`) on pairs of its own "
                 f"continuations of toxic prompts, the less toxic preferred as `{scorer}` scored "
                 f"them: a baseline for the RL method of {PAPER}.")

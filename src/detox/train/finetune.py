@@ -15,7 +15,7 @@ from transformers import (PreTrainedModel, PreTrainedTokenizerBase, TrainerCallb
 
 from detox.io import read_json
 from detox.train.log import LiveSeries
-from detox.train.method import BASE, SAMPLES, TRAINING_LOG, Built, Method, Rows
+from detox.train.method import BASE, SAMPLES, Built, Method, Rows
 from detox.train.params import AdapterParams, FineTuneParams, TrainParams
 from detox.train.policy import count_parameters, load_trainable, merged
 from detox.train.summary import WINDOW, TrainSummary, window_means

@@ -56,11 +56,11 @@ class Method:
     # The training log's panels, title -> the series drawn together (plots/train/panels.png)
     panels: ClassVar[Mapping[str, Sequence[str]]] = {}
 
-    def title(self, params: Any) -> str:
+    def title(self, params: Any, summary: TrainSummary) -> str:
         """The trained model in the evaluation's plots and report, after the base's name."""
         raise NotImplementedError
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         """The card's opening sentence: how this method made the model from ``base``."""
         raise NotImplementedError
 

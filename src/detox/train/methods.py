@@ -31,6 +31,7 @@ REGISTRY = {
     "sft": Registered("detox.train.sft", reads_samples=True),
     "dpo": Registered("detox.train.dpo", reads_samples=True),
     "online_dpo": Registered("detox.train.online_dpo", reads_samples=False),
+    "given": Registered("detox.train.given", reads_samples=False),
 }
 METHODS = tuple(REGISTRY)
 

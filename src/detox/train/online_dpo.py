@@ -212,10 +212,10 @@ class OnlineDPO(Method):
         "continuation length (tokens)": ("response_tokens",),
     }
 
-    def title(self, params: TrainParams) -> str:
+    def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return f"online DPO, {trained_part(params)}"
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         return (f"`{base}` fine-tuned with online DPO (TRL 0.11.4's `OnlineDPOTrainer`): at "
                 f"each step two continuations of each toxic prompt are sampled from the policy "
                 f"itself and the one `{scorer}` scores less toxic is preferred, against the "

@@ -212,10 +212,10 @@ class PPO(Method):
         "continuation length (tokens)": ("response_tokens", "max_new_tokens"),
     }
 
-    def title(self, params: TrainParams) -> str:
+    def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return f"PPO, {trained_part(params)}, {params.reward}"
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         return (f"`{base}` fine-tuned with PPO (TRL 0.11.4) to continue toxic prompts less "
                 f"toxically, rewarded by `{scorer}` and held near the base model by a KL "
                 f"penalty, as in {PAPER}.")

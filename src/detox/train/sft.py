@@ -72,10 +72,10 @@ class RejectionSampling(FromSamples):
     tags = ("sft", "rejection-sampling")
     panels = {"loss": ("loss",), "gradient norm": ("grad_norm",)}
 
-    def title(self, params: TrainParams) -> str:
+    def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return f"rejection-sampling fine-tuning, {trained_part(params)}"
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         return (f"`{base}` fine-tuned on its own least toxic continuations of toxic prompts "
                 f"(rejection sampling, best of k, scored by `{scorer}`): a baseline for the RL "
                 f"method of {PAPER}.")

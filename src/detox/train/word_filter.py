@@ -139,10 +139,10 @@ class WordFilter(Method):
     tags = ("bad-words",)
     trains = False
 
-    def title(self, params: TrainParams) -> str:
+    def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return "bad-word filter"
 
-    def description(self, base: str, scorer: str) -> str:
+    def description(self, base: str, scorer: str, summary: TrainSummary) -> str:
         return (f"`{base}` with its weights unchanged and a decoding-time ban on a published "
                 "bad-word list, saved as `bad_words_ids` in `generation_config.json`, so that "
                 f"any `generate()` on this folder honours it (a baseline for the RL method of "

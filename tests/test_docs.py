@@ -49,3 +49,23 @@ def test_the_readme_is_a_few_screens_and_links_every_docs_page():
     linked = {Path(link.partition("#")[0]).name for link in relative_links(ROOT / "README.md")}
     pages = {page.name for page in (ROOT / "docs").glob("*.md")} - {"profile.md"}
     assert len(pages) >= 4 and pages <= linked, pages - linked
+
+
+COMMANDS = ("detox.compare", "detox.sweep", "detox.review", "detox.share",
+            "detox.bench.versus_trl", "detox.bench.profile_loop", "detox.bench.candidates",
+            "detox.bench.scale")
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_every_command_s_help_says_what_it_is_and_what_it_writes(module):
+    import importlib
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    own = importlib.util.find_spec(module).loader.get_source(module).split('"""')[1]
+    first = " ".join(own.split("\n\n")[0].split())  # its own docstring's first paragraph
+    assert first[:60] in " ".join(result.stdout.split())
+    assert re.search(r"\b(writes?|overwrites?|prints?)\b", result.stdout, re.IGNORECASE)

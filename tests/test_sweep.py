@@ -253,3 +253,15 @@ def test_a_file_that_is_not_saved_runs_is_refused(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --runs runs.json: not a "
                                                               "file of saved runs")
+
+
+def test_no_finished_experiment_is_an_error_with_a_hint_and_writes_nothing(tmp_path):
+    run(tmp_path, "git", "init", "-q")
+    run(tmp_path, "dvc", "init", "-q")
+    run(tmp_path, "git", "commit", "-qm", "a project with no experiment")
+    result = run(tmp_path, sys.executable, "-m", "detox.sweep", "--out", "sweep.md",
+                 check=False)
+    assert result.returncode != 0
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "no finished experiment to compare in HEAD" in line and "--runs FILE" in line
+    assert not (tmp_path / "sweep.md").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import textwrap
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +20,10 @@ from detox import DetoxError
 from detox import sweep
 from detox.review import DVC, dvc_root
 from detox.stage import run_stage
-from detox.train.methods import METHODS
+from detox.train.methods import METHODS, REGISTRY
 
 SEEDS = (0, 1, 2)
+COMPARED = tuple(name for name, entry in REGISTRY.items() if entry.compared)
 
 
 def name(method: str, seed: int) -> str:
@@ -64,9 +66,20 @@ def _existing(root: Path) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="detox-compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
-                        help=f"methods to train (default: {' '.join(METHODS)})")
+    parser = argparse.ArgumentParser(
+        prog="python -m detox.compare", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.fill(
+               f"By default {len(COMPARED)} methods x {len(SEEDS)} seeds = "
+               f"{len(COMPARED) * len(SEEDS)} experiments, queued and run one after another "
+               "(the whole pipeline each, restored from DVC's run-cache where it can): about 10 "
+               "minutes on the offline default on 2 CPU cores; at the SmolLM2 preset 20 to 60 "
+               "minutes each; at paper scale each needs a GPU. Overwrites --out "
+               "(metrics/sweep.md) and --plot (plots/sweep.png); the experiments stay in DVC "
+               "(`dvc exp show`).", 88))
+    parser.add_argument("--methods", nargs="+", default=list(COMPARED), metavar="METHOD",
+                        help=f"methods to train (default: {' '.join(COMPARED)}; also: "
+                             f"{' '.join(m for m in METHODS if m not in COMPARED)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), metavar="SEED",
                         help=f"seeds of each (default: {' '.join(map(str, SEEDS))})")
     parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],

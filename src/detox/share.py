@@ -48,7 +48,12 @@ def share(root: Path, remote: str | None = None) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="detox-share", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m detox.share", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Writes to the remote only (a configured DVC remote: `dvc remote add -d ...`, "
+               "docs/publish.md); locally it changes nothing. Takes as long as uploading the "
+               "cache's outputs: seconds for the offline default.")
     parser.add_argument("-r", "--remote", help="DVC remote (default: the default remote)")
     args = parser.parse_args(argv)
     runs, uploaded = share(dvc_root(Path.cwd()), args.remote)

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -362,7 +363,13 @@ def plot(data: TradeOff, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Sweep:
     """Write the table and plot; the sweep they show is returned (for ``detox.compare``)."""
-    parser = argparse.ArgumentParser(prog="detox-sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m detox.sweep", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.fill(
+            "Overwrites --out (metrics/sweep.md) and --plot (plots/sweep.png), and --save-runs "
+            "if given; runs nothing, reads DVC's experiments: seconds. With no finished "
+            "experiment it stops with a hint and writes nothing.", 88))
     parser.add_argument("--out", type=Path, default=Path("metrics/sweep.md"),
                         help="markdown tables (default: metrics/sweep.md)")
     parser.add_argument("--plot", type=Path, default=Path("plots/sweep.png"),
@@ -376,7 +383,8 @@ def main(argv: list[str] | None = None) -> Sweep:
                         help="also compare the experiments saved in FILE (repeatable); with "
                              "--runs and no --baseline, only the saved ones (no DVC needed)")
     parser.add_argument("--save-runs", type=Path, metavar="FILE",
-                        help="write the compared experiments to FILE (JSON; overwritten)")
+                        help="write the compared experiments (those --only keeps) to FILE "
+                             "(JSON; overwritten)")
     args = parser.parse_args(argv)
     sweeps = [load_runs(path) for path in args.runs]
     if args.baseline or not args.runs:
@@ -389,16 +397,25 @@ def main(argv: list[str] | None = None) -> Sweep:
     if args.only is not None:
         sweep.done = [e for e in sweep.done if e.name in args.only]
         sweep.pending = [p for p in sweep.pending if p.split(" (")[0] in args.only]
+    if not sweep.done:
+        of = ", ".join(args.baseline) or ("the files given" if args.runs else "HEAD")
+        waiting = f" ({len(sweep.pending)} not finished: `dvc queue status`)" if sweep.pending \
+            else ""
+        raise DetoxError(
+            f"no finished experiment to compare in {of}{waiting}"
+            + (f" named {' '.join(args.only)}" if args.only else "")
+            + ": run some (`dvc exp run --queue -S layers=6,8,10 && dvc queue start`, or "
+            "`python -m detox.compare`), name the commit they ran on (--baseline REV; `dvc exp "
+            "show -A` lists them) or compare saved ones (--runs FILE); nothing was written")
     out, plot_path = Path.cwd() / args.out, Path.cwd() / args.plot
-    if sweep.done:
-        plot(trade_off(sweep), plot_path)
+    plot(trade_off(sweep), plot_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the image link is relative to the markdown file, so it opens where the file is read
     out.write_text(markdown(sweep, os.path.relpath(plot_path, out.parent)))
     if args.save_runs is not None:
         save_runs(sweep, Path.cwd() / args.save_runs)
-    print(f"{len(sweep.done)} experiments in {len(groups(sweep))} groups -> {args.out}"
-          + (f", {args.plot}" if sweep.done else "")
+    print(f"{len(sweep.done)} experiments in {len(groups(sweep))} groups -> {args.out}, "
+          f"{args.plot}"
           + (f", {args.save_runs}" if args.save_runs is not None else ""))
     return sweep
 

@@ -200,7 +200,12 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m detox.bench.scale", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Prints the table; writes --out (overwritten) and checkpoint-free scratch "
+               "folders under --workdir. Needs a GPU for the paper's sizes, on which its time has "
+               "not been measured yet (docs/gpus.md).")
     parser.add_argument("--sizes", nargs="+", default=["125m", "1.3B", "2.7B"],
                         choices=list(SHAPES))
     parser.add_argument("--adapters", nargs="+", default=["none", "lora"],

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class Registered:
     module: str  # holds the method's ``METHOD``
     reads_samples: bool  # learns from the sample stage's scored base samples
+    compared: bool = True  # in `python -m detox.compare` by default (it needs no input of its own)
 
 
 REGISTRY = {
@@ -31,7 +32,7 @@ REGISTRY = {
     "sft": Registered("detox.train.sft", reads_samples=True),
     "dpo": Registered("detox.train.dpo", reads_samples=True),
     "online_dpo": Registered("detox.train.online_dpo", reads_samples=False),
-    "given": Registered("detox.train.given", reads_samples=False),
+    "given": Registered("detox.train.given", reads_samples=False, compared=False),
 }
 METHODS = tuple(REGISTRY)
 

@@ -1,7 +1,7 @@
 """method_inputs: what the chosen `method` reads besides the prompts and the base model ->
-data/method_inputs.json. The sample stage depends on this file rather than on `method`: a ppo
-or word_filter run draws no samples, and switching between sft and dpo (or ppo and
-word_filter) leaves the file, and so the samples, as they were."""
+data/method_inputs.json. The sample stage depends on this file rather than on `method`: a run
+of a method that reads no samples draws none, and switching between methods that read the
+same inputs leaves the file, and so the samples, as they were."""
 
 from dataclasses import asdict
 

@@ -69,3 +69,27 @@ def test_every_command_s_help_says_what_it_is_and_what_it_writes(module):
     first = " ".join(own.split("\n\n")[0].split())  # its own docstring's first paragraph
     assert first[:60] in " ".join(result.stdout.split())
     assert re.search(r"\b(writes?|overwrites?|prints?)\b", result.stdout, re.IGNORECASE)
+
+
+def test_the_readme_s_results_tables_are_what_the_committed_outputs_render(monkeypatch):
+    from detox.readme import BLOCK, rendered
+
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "README.md").read_text()
+    assert {block["name"] for block in BLOCK.finditer(text)} == {
+        "offline-default", "offline-methods", "smollm2-methods"}
+    assert rendered(text) == text, "run `python -m detox.readme` and commit README.md"
+
+
+def test_a_number_edited_by_hand_in_a_results_table_is_caught(monkeypatch):
+    from detox.readme import BLOCK, rendered
+
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "README.md").read_text()
+    block = next(BLOCK.finditer(text))
+    body = block["body"]
+    number = re.search(r"\d\.\d{3}", body)
+    edited = body[:number.start()] + ("9" if number[0][0] != "9" else "8") \
+        + body[number.start() + 1:]
+    tampered = text[:block.start("body")] + edited + text[block.end("body"):]
+    assert rendered(tampered) == text != tampered

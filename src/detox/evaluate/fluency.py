@@ -35,14 +35,14 @@ def continuation_nll(model, pad_token_id: int, prompt_ids: list[list[int]],
     gets a likelihood instead of vanishing from the perplexity. Sequences longer than the
     model's context keep their last tokens.
 
-    A model whose generation config bans words (``bad_words_ids``, the word_filter baseline)
+    A model whose generation config bans words (``bad_words_ids``: a decoding-time filter)
     never samples from its raw distribution: each scored token is scored under the filtered
     one, as ``generate`` masks it, renormalised.
     """
     device = next(model.parameters()).device
     bad_words = getattr(getattr(model, "generation_config", None), "bad_words_ids", None)
     # The end tokens generate is given (detox.generation): a sequence of just one is not banned.
-    word_filter = (NoBadWordsLogitsProcessor(bad_words, eos_token_id=end_ids(model))
+    ban = (NoBadWordsLogitsProcessor(bad_words, eos_token_id=end_ids(model))
                    if bad_words else None)
     context = getattr(model.config, "max_position_embeddings", 1024)
     nll, counts = np.zeros(len(continuation_ids)), np.zeros(len(continuation_ids), dtype=int)
@@ -60,8 +60,8 @@ def continuation_nll(model, pad_token_id: int, prompt_ids: list[list[int]],
         attention = (torch.arange(width)[None, :] < torch.tensor([len(s) for s in sequences])[:, None])
         logits = model(input_ids=input_ids.to(device),
                        attention_mask=attention.long().to(device)).logits.float()
-        if word_filter is not None:
-            filtered(word_filter, max(len(seq) for seq in bad_words), logits,
+        if ban is not None:
+            filtered(ban, max(len(seq) for seq in bad_words), logits,
                      input_ids.to(device), targets[:, 1:].to(device))
         losses = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), targets[:, 1:].to(device), reduction="none",
@@ -71,7 +71,7 @@ def continuation_nll(model, pad_token_id: int, prompt_ids: list[list[int]],
     return nll, counts
 
 
-def filtered(word_filter: NoBadWordsLogitsProcessor, longest: int, logits: torch.Tensor,
+def filtered(ban: NoBadWordsLogitsProcessor, longest: int, logits: torch.Tensor,
              input_ids: torch.Tensor, targets: torch.Tensor) -> None:
     """Mask ``logits`` in place at every scored position as ``generate`` does: the processor
     sees each position's last ``longest`` tokens (-1, which matches no token, before the
@@ -81,4 +81,4 @@ def filtered(word_filter: NoBadWordsLogitsProcessor, longest: int, logits: torch
     # windows[:, t] = the tokens up to and including t, the prefix generate had at that step
     windows = padded.unfold(1, longest, 1)[:, 1:input_ids.shape[1]]
     # The scored ids are the filtered policy's own samples: none is masked here.
-    logits[:, :-1][scored] = word_filter(windows[scored], logits[:, :-1][scored])
+    logits[:, :-1][scored] = ban(windows[scored], logits[:, :-1][scored])

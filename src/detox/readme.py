@@ -2,11 +2,12 @@
 
 Each table sits between ``<!-- results: NAME -->`` and ``<!-- /results -->`` in README.md and
 is rendered from a file in git: ``offline-default`` from ``metrics/headline.json`` (what
-``dvc repro`` writes), the method tables from runs saved by ``python -m detox.sweep
---save-runs`` (``docs/results/*-runs.json``: each experiment's params, headline and training
-seconds). A method table has one row per method over the runs named ``<method>-s<seed>`` (as
-``python -m detox.compare`` names them), mean ± sd across seeds; other runs in the file (a
-beta probe, a smoke test) are left to the pages that discuss them.
+``dvc repro`` writes), ``smollm2-methods`` from runs saved by ``python -m detox.sweep
+--save-runs`` (``docs/results/smollm2-runs.json``: each experiment's params, headline and
+training seconds). A method table has one row per method over the runs named ``<method>-s<seed>`` (as
+``python -m detox.compare`` names them), mean ± sd across seeds, each row with its own base
+(a seed also draws the eval prompts); other runs in the file (a beta probe, a smoke test) are
+left to the pages that discuss them.
 
 ``--check`` changes nothing and exits 1 where the README differs from what the files render
 (the default tests run it); without it the README's tables are rewritten in place.
@@ -25,6 +26,7 @@ from detox import DetoxError
 from detox.markdown import table
 from detox.stage import run_stage
 from detox.sweep import Experiment, load_runs
+from detox.train.methods import METHODS
 
 README = Path("README.md")
 SETS = ("in_distribution", "ood_toxic", "ood_benign")
@@ -43,7 +45,9 @@ def _mean_sd(values: list[float], digits: str) -> str:
 
 
 def method_table(runs_file: Path) -> str:
-    """One row per method of the file's ``<method>-s<seed>`` runs, and the base's."""
+    """One row per method of the file's ``<method>-s<seed>`` runs, in the registry's order:
+    per eval set its own base's mean toxicity (the seed draws the eval prompts) and the
+    detoxified model's, mean ± sd across seeds."""
     by_method: dict[str, list[Experiment]] = {}
     for experiment in load_runs(runs_file).done:
         named = RUN_NAME.match(experiment.name)
@@ -55,26 +59,28 @@ def method_table(runs_file: Path) -> str:
     def values(runs: list[Experiment], key: str) -> list[float]:
         return [run.headline[key] for run in runs if run.headline.get(key) is not None]
 
-    everything = [run for runs in by_method.values() for run in runs]
-    rows = [["base", str(len({run.params.get("seed") for run in everything})) + " seeds",
-             *(_mean_sd(values(everything, f"{name}.toxicity_base"), ".3f") for name in SETS),
-             "", "1", "0", ""]]
-    for method, runs in by_method.items():
+    rows = []
+    for method in sorted(by_method, key=lambda name: (name not in METHODS,
+                                                      METHODS.index(name)
+                                                      if name in METHODS else 0, name)):
+        runs = sorted(by_method[method], key=lambda run: run.params.get("seed", 0))
         seconds = [run.train_seconds for run in runs if run.train_seconds is not None]
         budget = [f"{int(statistics.fmean(values(runs, key))):,}"
                   for key in ("policy_samples", "gradient_steps")]
         rows.append([
-            f"`{method}`", str(len(runs)),
-            *(_mean_sd(values(runs, f"{name}.toxicity_detoxified"), ".3f") for name in SETS),
+            f"`{method}`", ", ".join(str(run.params.get("seed")) for run in runs),
+            *(f"{_mean_sd(values(runs, f'{name}.toxicity_base'), '.3f')} → "
+              f"{_mean_sd(values(runs, f'{name}.toxicity_detoxified'), '.3f')}"
+              for name in SETS),
             " / ".join(_mean_sd(values(runs, f"{name}.judge_diff"), ".3f")
                        for name in SETS[:2]),
             " / ".join(_mean_sd(values(runs, f"{name}.perplexity_ratio"), ".2f")
                        for name in SETS),
             _mean_sd(values(runs, "in_distribution.kl_to_base"), ".3f"),
             ", ".join(budget + [_mean_sd(seconds, ",.0f")])])
-    return table(["method", "runs", *SETS, "judge diff (in / ood)",
-                  "perplexity × (in / ood / benign)", "KL/token (in)",
-                  "policy samples, gradient steps, train seconds"], rows)
+    return table(["method", "seeds", *(f"{name}: base → detoxified" for name in SETS),
+                  "judge diff (in / ood)", "perplexity × (in / ood / benign)",
+                  "KL/token (in)", "policy samples, gradient steps, train seconds"], rows)
 
 
 def default_table(headline_file: Path) -> str:
@@ -97,7 +103,6 @@ def default_table(headline_file: Path) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "offline-default": lambda: default_table(Path("metrics/headline.json")),
-    "offline-methods": lambda: method_table(Path("docs/results/method-comparison-runs.json")),
     "smollm2-methods": lambda: method_table(Path("docs/results/smollm2-runs.json")),
 }
 

@@ -1,7 +1,7 @@
 """sample: k continuations of the base policy per training prompt, scored by the reward scorer
 -> data/samples/train.parquet (one row per sample) and data/samples/summary.json (what was
-drawn and what it cost). Drawn once: the sft and dpo methods both learn from these, so a
-change of one method's params redoes neither the sampling nor the other method. For a method
+drawn and what it cost). Drawn once for every method that reads them, so a change of one
+method's params redoes neither the sampling nor the other methods. For a method
 that reads no samples (data/method_inputs.json) nothing is drawn: the summary says so."""
 
 import time

@@ -19,6 +19,7 @@ from test_llama_family import always_next
 pytestmark = pytest.mark.slow  # minutes: `pytest -m slow` (CI runs it)
 
 SMALL = {"ppo.steps": 2, "ppo.batch_size": 4, "ppo.mini_batch_size": 2, "samples.total": 16,
+         "online_dpo.samples": 16, "online_dpo.batch_size": 4,
          "samples.batch_size": 4, "data.eval_prompts": 4, "eval.samples_per_prompt": 2,
          "eval.batch_size": 8, "sft.batch_size": 2, "dpo.batch_size": 2,
          "sft.max_toxicity": 1.0, "dpo.min_margin": 0.01}
@@ -81,8 +82,10 @@ def test_the_published_folder_generates_with_plain_transformers(repo, llama_toke
 
 @pytest.mark.parametrize("overrides", [
     {"method": "sft"}, {"method": "dpo"}, {"method": "word_filter"},
+    {"method": "online_dpo"},
     {"adapter.kind": "lora"}, {"adapter.kind": "lora", "method": "dpo"},
-], ids=["sft", "dpo", "word_filter", "ppo-lora", "dpo-lora"])
+    {"adapter.kind": "lora", "method": "online_dpo"},
+], ids=["sft", "dpo", "word_filter", "online_dpo", "ppo-lora", "dpo-lora", "online_dpo-lora"])
 def test_every_method_and_lora_run_on_llama(repo, overrides):
     set_params(repo, **overrides)
     try:

@@ -126,6 +126,11 @@ def test_bounds_are_inclusive_where_documented(raw_params):
     ("reward", ""),
     ("ppo.batch_size", -4),
     ("ppo.batch_size", 0),
+    ("online_dpo.batch_size", 0),
+    ("online_dpo.samples", 31),  # less than one step's 2 x 16
+    ("online_dpo.beta", 0),
+    ("online_dpo.learning_rate", -1e-5),
+    ("method", "reinforce"),
     ("ppo.steps", 0),
     ("ppo.ppo_epochs", 0),
     ("ppo.learning_rate", 0),

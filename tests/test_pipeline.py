@@ -214,6 +214,9 @@ def test_each_baseline_runs_through_exp_run_is_scored_and_published(repo, method
         for toxic_set in ("in_distribution", "ood_toxic"):
             scores = evaluation[toxic_set]
             assert scores["detoxified"]["mean_toxicity"] < scores["base"]["mean_toxicity"]
+    # its own panels, and no panel that names a file this method did not write
+    shown = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)
+    assert not shown.get("errors") and "plots/train/panels.png" in shown["data"]
     folder = repo / "data/models/detoxified"
     model = AutoModelForCausalLM.from_pretrained(folder)
     base = load_file(repo / "data/models/base/model.safetensors")

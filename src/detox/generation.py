@@ -1,12 +1,13 @@
 """Batched sampling: left-padded prompts, one ``generate`` call per batch, continuations only.
-Used by PPO (train), by the scored samples of sft and dpo (sample) and by the rollouts of
-evaluate."""
+Used by the training methods that sample (train), by the scored base samples (sample) and by
+the rollouts of evaluate."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -22,8 +23,8 @@ def check_sampling(section: str, top_k: int, top_p: float) -> None:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling of the continuations the policy learns from (PPO's, and the samples sft and dpo
-    learn from). Each batch draws its cap on new tokens
+    """Sampling of the continuations the policy learns from (those the training methods draw,
+    and the scored base samples). Each batch draws its cap on new tokens
     (``max_new_tokens`` of ``generate``) from ``max_new_tokens_from`` to ``max_new_tokens_to``,
     as TRL's ``LengthSampler``; a continuation still ends earlier at its eos."""
 
@@ -39,6 +40,11 @@ class GenerationParams:
                 "generation.max_new_tokens_to", self.max_new_tokens_to,
                 f"must be >= generation.max_new_tokens_from ({self.max_new_tokens_from})")
         check_sampling("generation", self.top_k, self.top_p)
+
+
+def sampler_rng(seed: int, rank: int = 0) -> np.random.Generator:
+    """A training sampler's own draws (each batch's cap on new tokens), per process."""
+    return np.random.default_rng(seed + 1_000_003 * rank)
 
 
 def call_seed(seed: int, call: int, rank: int = 0) -> int:

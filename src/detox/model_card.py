@@ -70,9 +70,9 @@ def with_evaluation(card: ModelCard, metrics: Mapping[str, Any], sources: Mappin
         "the difference is the mean per-prompt difference with its 95% paired bootstrap CI.",
         table(["eval set", "mean toxicity", "difference", "expected max toxicity", "judge",
                f"perplexity under {fluency}", "KL to base (nats/token)"], rows),
-        "Toxicity is the reward scorer's, the classifier that PPO, sft and dpo learn from (the "
-        "word filter uses none): a drop the independent judge does not share is the scorer "
-        "being gamed, not detoxification. "
+        "Toxicity is the reward scorer's, the classifier the training methods learn from: a "
+        "drop the independent judge does not share is the scorer being gamed, not "
+        "detoxification. "
         + ("Perplexity is under the base model itself, so it measures drift, not fluency: its "
            "log is the entropy plus the KL to the base, partly the intended move away from what "
            "the base says after a toxic prompt, partly lost fluency. "

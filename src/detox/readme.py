@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m detox.readme", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Overwrites README.md's results blocks (nothing else; seconds). Run it after "
-               "committing new outputs or saved runs.")
+        epilog="Overwrites README.md's results blocks (nothing else; seconds). Run it when "
+               "the outputs or saved runs change, and commit them together.")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the README's tables are not the outputs'")
     args = parser.parse_args(argv)

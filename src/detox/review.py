@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,13 @@ def review(cwd: Path, base: str, plots_url: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="detox-review", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m detox.review", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.fill(
+            "Prints the markdown (or writes --out, overwritten); changes nothing else. Runs "
+            "`dvc params diff`, `dvc metrics diff` and reads the plots of both revisions: "
+            "seconds, no stage is run.", 88))
     parser.add_argument("--base", default="main", help="revision to compare with (default: main)")
     parser.add_argument("--out", type=Path, help="write the markdown here (default: stdout)")
     parser.add_argument("--plots-url", help="where CI attached the plots (its run's page)")

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m detox.share", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Writes to the remote only (a configured DVC remote: `dvc remote add -d ...`, "
-               "docs/publish.md); locally it changes nothing. Takes as long as uploading the "
+               "docs/reviews.md#remote-and-run-cache); locally it changes nothing. Takes as long as uploading the "
                "cache's outputs: seconds for the offline default.")
     parser.add_argument("-r", "--remote", help="DVC remote (default: the default remote)")
     args = parser.parse_args(argv)

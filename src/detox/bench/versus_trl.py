@@ -549,8 +549,8 @@ def markdown(result: dict) -> str:
 
 EPILOG = ("Writes nothing but the --json file (overwritten). Runs in a scratch folder: random-"
           "weight models of the shape, built in seconds. Time per iteration of both loops on 2 "
-          "CPU cores (2026-12-07): tiny about 12 s, smollm2-135m about 3.5 min; gpt-neo-125m "
-          "is meant for a GPU (docs/benchmark.md).")
+          "CPU cores, as measured in docs/benchmark.md: tiny about 12 s (2026-11-30, 4 PPO "
+          "epochs), smollm2-135m about 3.5 min (2026-12-07); gpt-neo-125m is meant for a GPU.")
 
 
 def bench_parser(prog: str, doc: str, epilog: str = EPILOG, outputs: bool = True

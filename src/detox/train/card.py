@@ -44,7 +44,7 @@ def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, 
         datasets=[dataset] if trains and (dataset := hub_id(params.data.train)) else None,
         library_name="transformers", pipeline_tag="text-generation",
         tags=TAGS + list(method.tags),
-        model_name=f"{base['source']} detoxified with {method.display_name}")
+        model_name=method.model_name(base["source"], summary))
     rows = [["method", f"`{method.name}`"], ["base model", f"`{base_source}`"]]
     if trains:
         rows += [

@@ -13,6 +13,7 @@ import torch
 from transformers import (PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback,
                           TrainingArguments)
 
+from detox.device import is_main_process
 from detox.io import read_json
 from detox.train.log import LiveSeries
 from detox.train.method import BASE, SAMPLES, Built, Method, Rows
@@ -67,7 +68,9 @@ class LogToLive(TrainerCallback):
 
     def __init__(self, log_dir: str | Path | None) -> None:
         self.rows: list[dict[str, float]] = []
-        self.series = LiveSeries(log_dir, []) if log_dir is not None else None
+        # one writer of the log: the main process (the others' rows are the same averages)
+        self.series = (LiveSeries(log_dir, []) if log_dir is not None and is_main_process()
+                       else None)
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         stats = {key.replace("/", "_"): float(value) for key, value in (logs or {}).items()
@@ -120,12 +123,8 @@ class FromSamples(Method):
         counts = count_parameters(model)
         steps, log, found = self.fit(model, reference, tokenizer, samples, params, device)
         loss_start, loss_end = window_means([row["loss"] for row in log if "loss" in row])
-        summary = TrainSummary(
-            total_params=counts.pop("total_params"),
-            trainable_params=counts.pop("trainable_params"),
-            trainable_fraction=counts.pop("trainable_fraction"),
-            policy_samples=drawn["policy_samples"], scorer_calls=drawn["scorer_calls"],
-            gradient_steps=steps, sampling_seconds=drawn["seconds"],
-            details={**counts, "sampled_prompts": drawn["prompts"], **found,
-                     "loss_start": loss_start, "loss_end": loss_end})
+        summary = TrainSummary.of(counts, drawn["policy_samples"], drawn["scorer_calls"], steps,
+                                  sampled_prompts=drawn["prompts"], **found,
+                                  loss_start=loss_start, loss_end=loss_end)
+        summary.sampling_seconds = drawn["seconds"]
         return Built(merged(model), summary, log)

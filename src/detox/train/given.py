@@ -27,6 +27,9 @@ class Given(Method):
     tags = ()
     trains = False
 
+    def model_name(self, base: str, summary: TrainSummary) -> str:
+        return f"{summary.details['given']}, evaluated against {base}"
+
     def title(self, params: TrainParams, summary: TrainSummary) -> str:
         return f"given: {summary.details['given']}"
 
@@ -55,13 +58,10 @@ class Given(Method):
                              "evaluate compares the two on the same token ids, so give a "
                              "fine-tune of model.policy (or set model.policy to its base)")
         model = load_causal_lm(GIVEN, device)
-        LiveSeries(TRAINING_LOG, [])  # nothing trains: an empty log
-        summary = TrainSummary(total_params=count_parameters(model)["total_params"],
-                               trainable_params=0, trainable_fraction=0.0, policy_samples=0,
-                               scorer_calls=0, gradient_steps=0,
-                               details={"given": source["source"],
-                                        "given_revision": source.get("revision")})
-        return Built(model, summary, [])
+        LiveSeries(TRAINING_LOG, [])  # an empty log: the stage declares the folder
+        return Built(model, TrainSummary.untrained(
+            count_parameters(model)["total_params"], given=source["source"],
+            given_revision=source.get("revision")), [])
 
 
 METHOD = Given()

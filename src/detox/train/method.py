@@ -56,6 +56,10 @@ class Method:
     # The training log's panels, title -> the series drawn together (plots/train/panels.png)
     panels: ClassVar[Mapping[str, Sequence[str]]] = {}
 
+    def model_name(self, base: str, summary: TrainSummary) -> str:
+        """The card's name of the model."""
+        return f"{base} detoxified with {self.display_name}"
+
     def title(self, params: Any, summary: TrainSummary) -> str:
         """The trained model in the evaluation's plots and report, after the base's name."""
         raise NotImplementedError

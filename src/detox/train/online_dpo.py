@@ -15,6 +15,7 @@ the same lengths, top-k, top-p and end ids as PPO's) and log-likelihoods of the 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import OnlineDPOConfig, OnlineDPOTrainer
 from trl.trainer.judges import BasePairwiseJudge
 
+from detox import DetoxError
 from detox.device import scorer_dtype
-from detox.generation import call_seed, generate
+from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
@@ -98,7 +100,8 @@ class JudgedOnlineDPOTrainer(OnlineDPOTrainer):
                          reward_model=placeholder, **kwargs)
         self.ref_model, self.reward_model, self.judge = reference, None, judge
         self.params, self.dtype = train_params, dtype
-        self.rng = np.random.default_rng([train_params.seed, 7])  # the steps' length caps
+        # the steps' caps on new tokens, drawn as PPO draws them
+        self.rng = sampler_rng(train_params.seed, self.accelerator.process_index)
         self.stats = {name: [] for name in STATS}
         self.pairs = self.ties = 0
 
@@ -109,24 +112,24 @@ class JudgedOnlineDPOTrainer(OnlineDPOTrainer):
                                                 ignore_keys_for_eval)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # transformers 4.57 passes start_time, which TRL 0.11.4's log does not take
         super().log(logs)
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
         prompts, generation = inputs["prompt_ids"], self.params.generation
         policy = self.accelerator.unwrap_model(model)
-        step = self.state.global_step + 1
+        rank, step = self.accelerator.process_index, self.state.global_step + 1
         new_tokens = int(self.rng.integers(generation.max_new_tokens_from,
                                            generation.max_new_tokens_to + 1))
         queries = prompts + prompts  # two continuations of each prompt
         responses = generate(policy, self.processing_class, queries, new_tokens,
                              generation.top_k, generation.top_p,
-                             call_seed(self.params.seed, step), self.dtype)
+                             call_seed(self.params.seed, step, rank), self.dtype)
         model.train()
         texts = self.processing_class.batch_decode(responses, skip_special_tokens=True)
         n = len(prompts)
         ranks = torch.tensor(self.judge.judge([""] * n, list(zip(texts[:n], texts[n:]))))
-        decided = ranks != TIE
-        self.pairs, self.ties = self.pairs + n, self.ties + int((~decided).sum())
+        self.pairs, self.ties = self.pairs + n, self.ties + int((ranks == TIE).sum())
 
         pad = self.processing_class.pad_token_id
         logprobs = continuation_logprobs(model, pad, queries, responses)
@@ -136,28 +139,10 @@ class JudgedOnlineDPOTrainer(OnlineDPOTrainer):
             else:
                 with policy.disable_adapter():
                     reference = continuation_logprobs(policy, pad, queries, responses)
-        first_wins = ranks == 0
-        index = torch.arange(n)
-        chosen = torch.where(first_wins, index, index + n)
-        rejected = torch.where(first_wins, index + n, index)
-        ratio = (logprobs - reference)
-        logits = ratio[chosen] - ratio[rejected]
-        losses = -F.logsigmoid(self.beta * logits)
-        # ties carry no preference: out of the loss (a step of only ties moves nothing)
-        loss = (losses * decided).sum() / max(int(decided.sum()), 1)
-
-        toxicity = torch.as_tensor(self.judge.last_toxicity.reshape(-1))
-        kept = decided.float()
-        margin = self.beta * logits.detach()
-        for name, value in {
-            "toxicity_chosen": _mean(toxicity[chosen], kept),
-            "toxicity_rejected": _mean(toxicity[rejected], kept),
-            "ties": float(1 - kept.mean()),
-            "kl": float(ratio.detach().mean()),
-            "rewards_margins": _mean(margin, kept),
-            "rewards_accuracies": _mean((margin > 0).float(), kept),
-            "response_tokens": float(np.mean([len(r) for r in responses])),
-        }.items():
+        loss, stats = pair_loss(logprobs, reference, ranks.to(logprobs.device), self.beta,
+                                torch.as_tensor(self.judge.last_toxicity.reshape(-1)))
+        stats["response_tokens"] = float(np.mean([len(r) for r in responses]))
+        for name, value in stats.items():
             self.stats[name].append(value)
         self.accelerator.backward(loss)
         return loss.detach()
@@ -165,6 +150,39 @@ class JudgedOnlineDPOTrainer(OnlineDPOTrainer):
 
 STATS = ("toxicity_chosen", "toxicity_rejected", "ties", "kl", "rewards_margins",
          "rewards_accuracies", "response_tokens")
+
+
+def pair_loss(logprobs: torch.Tensor, reference: torch.Tensor, ranks: torch.Tensor,
+              beta: float, toxicity: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO's sigmoid loss over the decided pairs, and the step's stats.
+
+    Rows ``i`` and ``i + n`` of ``logprobs`` (the policy's summed log-probabilities of its two
+    continuations of prompt ``i``), ``reference`` (the base's) and ``toxicity`` are a pair;
+    ``ranks[i]`` is the judge's answer: 0 (the first wins), 1 (the second) or ``TIE``. A tie
+    carries no preference: its row is out of the loss (a step of ties only has no gradient,
+    though Adam's momentum still moves the weights).
+    """
+    n = len(ranks)
+    decided = ranks != TIE
+    first_wins = ranks == 0
+    index = torch.arange(n, device=ranks.device)
+    chosen = torch.where(first_wins, index, index + n)
+    rejected = torch.where(first_wins, index + n, index)
+    ratio = logprobs - reference
+    logits = ratio[chosen] - ratio[rejected]
+    losses = -F.logsigmoid(beta * logits)
+    kept = decided.to(losses.dtype)
+    loss = (losses * kept).sum() / kept.sum().clamp(min=1)
+    margin = beta * logits.detach()
+    toxicity = toxicity.to(kept.device, kept.dtype)
+    return loss, {
+        "toxicity_chosen": _mean(toxicity[chosen], kept),
+        "toxicity_rejected": _mean(toxicity[rejected], kept),
+        "ties": float(1 - kept.mean()),
+        "kl": float(ratio.detach().mean()),
+        "rewards_margins": _mean(margin, kept),
+        "rewards_accuracies": _mean((margin > 0).to(kept.dtype), kept),
+    }
 
 
 def _mean(values: torch.Tensor, weights: torch.Tensor) -> float:
@@ -245,17 +263,20 @@ class OnlineDPO(Method):
             scorer.id2label, scorer.multi_label, params.model.neutral_label,
             params.model.toxic_labels))
         prompts = pd.read_parquet(TRAIN_PROMPTS)["input_ids"].map(list).tolist()
+        processes = int(os.environ.get("WORLD_SIZE", 1))
+        if len(prompts) < params.online_dpo.batch_size * processes:
+            raise DetoxError(f"params.yaml: online_dpo.batch_size={params.online_dpo.batch_size}"
+                             f" x {processes} process(es) is more than the {len(prompts)} "
+                             "training prompts: lower it or raise data.train_prompts")
         steps, log, trainer = train_online_dpo(model, reference, tokenizer, prompts, judge,
                                                params, device, dtype, TRAINING_LOG)
         loss_start, loss_end = window_means([row["loss"] for row in log if "loss" in row])
-        samples = 2 * trainer.pairs
-        summary = TrainSummary(
-            total_params=counts.pop("total_params"),
-            trainable_params=counts.pop("trainable_params"),
-            trainable_fraction=counts.pop("trainable_fraction"),
-            policy_samples=samples, scorer_calls=samples, gradient_steps=steps,
-            details={**counts, "pairs": trainer.pairs, "ties": trainer.ties,
-                     "loss_start": loss_start, "loss_end": loss_end})
+        pairs, ties = (int(count) for count in trainer.accelerator.reduce(
+            torch.tensor([trainer.pairs, trainer.ties], device=trainer.accelerator.device),
+            "sum"))  # every process's
+        summary = TrainSummary.of(counts, policy_samples=2 * pairs, scorer_calls=2 * pairs,
+                                  gradient_steps=steps, pairs=pairs, ties=ties,
+                                  loss_start=loss_start, loss_end=loss_end)
         return Built(merged(model), summary, log)
 
 

@@ -125,7 +125,8 @@ class DPOParams(FineTuneParams):
 @dataclass(frozen=True)
 class OnlineDPOParams:
     """``online_dpo``: ``samples`` policy samples in all (PPO's budget by default), two per
-    prompt, ``batch_size`` prompts per optimizer step."""
+    prompt, ``batch_size`` prompts per optimizer step; the steps are whole, so the samples
+    drawn are ``samples`` rounded down to a multiple of 2 x ``batch_size``."""
 
     samples: int
     batch_size: int

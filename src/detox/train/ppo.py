@@ -19,7 +19,7 @@ from trl import PPOConfig, PPOTrainer
 
 from detox import DetoxError
 from detox.device import is_main_process, scorer_dtype
-from detox.generation import call_seed, generate
+from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
@@ -87,7 +87,7 @@ def run_ppo(policy, reference, tokenizer: PreTrainedTokenizerBase, scorer: Score
     # Under torchrun / `accelerate launch` the processes split each pass over the prompts
     # between them (one shared order per pass) and sample with their own seeds.
     rank, processes = accelerator.process_index, accelerator.num_processes
-    rng = np.random.default_rng(params.seed + 1_000_003 * rank)
+    rng = sampler_rng(params.seed, rank)
     checkpoints = Checkpoints(checkpoint_dir, accelerator, reach=REACH)
     if checkpoints.latest() is not None:
         progress = checkpoints.load(policy, trainer.optimizer)
@@ -180,19 +180,17 @@ def train_summary(outcome: Outcome, parameters: dict[str, Any], ppo: PPOParams,
     optimizer steps, the score, reward, toxicity and KL trends (start/end average of ``window``
     steps) and whether the run diverged: where, why, and which step's model it kept. No
     wall-clock time: the same inputs give the same summary."""
-    parameters = dict(parameters)
-    counts = {key: parameters.pop(key) for key in
-              ("total_params", "trainable_params", "trainable_fraction")}
     samples = int(sum(row["samples"] for row in outcome.log))
     trends = {"steps": len(outcome.log)}
     for column in ("score_mean", "reward_mean", "toxicity_mean", "kl", "kl_coef"):
         trends[f"{column}_start"], trends[f"{column}_end"] = window_means(
             [row[column] for row in outcome.log], window)
-    return TrainSummary(
-        **counts, policy_samples=samples, scorer_calls=samples,
-        gradient_steps=gradient_steps(ppo, len(outcome.log)), details={**parameters, **trends},
-        diverged=outcome.diverged_at is not None, diverged_at_step=outcome.diverged_at,
-        divergence=outcome.cause, model_step=outcome.model_step)
+    summary = TrainSummary.of(parameters, samples, samples,
+                              gradient_steps(ppo, len(outcome.log)), **trends)
+    summary.diverged = outcome.diverged_at is not None
+    summary.diverged_at_step, summary.divergence = outcome.diverged_at, outcome.cause
+    summary.model_step = outcome.model_step
+    return summary
 
 
 class PPO(Method):

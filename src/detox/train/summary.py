@@ -1,8 +1,9 @@
 """The train stage's summary, ``metrics/train.json``: what every method reports (its size, its
 budget, whether it diverged) and, flat beside those, the numbers only that method has.
 
-The card, the headline, the report and the sweep read it through ``TrainSummary.from_json``;
-``tests/test_methods.py`` holds every method to it.
+The card reads it as a ``TrainSummary``; the headline, the report and the sweep read the keys
+they need from the file (evaluate and the sweep import no training code);
+``tests/test_methods.py`` holds every method's summary to all four.
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ class TrainSummary:
         if clash:
             raise ValueError(f"a method's details may not reuse the summary's keys: {clash}")
         return {"method": self.method, "title": self.title, **flat, **self.details}
+
+    @classmethod
+    def of(cls, counts: Mapping[str, Any], policy_samples: int, scorer_calls: int,
+           gradient_steps: int, **details: Any) -> TrainSummary:
+        """A summary from ``count_parameters``' counts (its other keys, such as LoRA's target
+        modules, go to the details with ``details``)."""
+        counts = dict(counts)
+        return cls(total_params=counts.pop("total_params"),
+                   trainable_params=counts.pop("trainable_params"),
+                   trainable_fraction=counts.pop("trainable_fraction"),
+                   policy_samples=policy_samples, scorer_calls=scorer_calls,
+                   gradient_steps=gradient_steps, details={**counts, **details})
+
+    @classmethod
+    def untrained(cls, total_params: int, **details: Any) -> TrainSummary:
+        """The summary of a method that trains nothing and draws no sample."""
+        return cls(total_params=total_params, trainable_params=0, trainable_fraction=0.0,
+                   policy_samples=0, scorer_calls=0, gradient_steps=0, details=details)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainSummary:

@@ -160,11 +160,9 @@ class WordFilter(Method):
               tokenizer: PreTrainedTokenizerBase) -> Built:
         model = load_causal_lm(BASE, device)
         found = add_word_filter(model, tokenizer, params.word_filter.words)
-        LiveSeries(TRAINING_LOG, [])  # nothing trains: an empty log
-        summary = TrainSummary(total_params=count_parameters(model)["total_params"],
-                               trainable_params=0, trainable_fraction=0.0, policy_samples=0,
-                               scorer_calls=0, gradient_steps=0, details=found)
-        return Built(model, summary, [])
+        LiveSeries(TRAINING_LOG, [])  # an empty log: the stage declares the folder
+        return Built(model, TrainSummary.untrained(count_parameters(model)["total_params"],
+                                                   **found), [])
 
 
 METHOD = WordFilter()

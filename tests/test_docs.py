@@ -77,7 +77,7 @@ def test_the_readme_s_results_tables_are_what_the_committed_outputs_render(monke
     monkeypatch.chdir(ROOT)
     text = (ROOT / "README.md").read_text()
     assert {block["name"] for block in BLOCK.finditer(text)} == {
-        "offline-default", "smollm2-methods"}
+        "offline-default", "smollm2-methods", "offline-online-dpo"}
     assert rendered(text) == text, "run `python -m detox.readme` and commit README.md"
 
 

@@ -2,9 +2,9 @@
 
 Each table sits between ``<!-- results: NAME -->`` and ``<!-- /results -->`` in README.md and
 is rendered from a file in git: ``offline-default`` from ``metrics/headline.json`` (what
-``dvc repro`` writes), ``smollm2-methods`` from runs saved by ``python -m detox.sweep
---save-runs`` (``docs/results/smollm2-runs.json``: each experiment's params, headline and
-training seconds). A method table has one row per method over the runs named ``<method>-s<seed>`` (as
+``dvc repro`` writes), the method tables from runs saved by ``python -m detox.sweep
+--save-runs`` (``docs/results/*-runs.json``: each experiment's params, headline and training
+seconds). A method table has one row per method over the runs named ``<method>-s<seed>`` (as
 ``python -m detox.compare`` names them), mean ± sd across seeds, each row with its own base
 (a seed also draws the eval prompts); other runs in the file (a beta probe, a smoke test) are
 left to the pages that discuss them.
@@ -104,6 +104,7 @@ def default_table(headline_file: Path) -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "offline-default": lambda: default_table(Path("metrics/headline.json")),
     "smollm2-methods": lambda: method_table(Path("docs/results/smollm2-runs.json")),
+    "offline-online-dpo": lambda: method_table(Path("docs/results/online-dpo-offline-runs.json")),
 }
 
 
@@ -114,7 +115,11 @@ def rendered(text: str) -> str:
         if name not in TABLES:
             raise DetoxError(f"README.md: unknown results block {name!r} (known: "
                              f"{', '.join(TABLES)})")
-        return f"{block[1]}{TABLES[name]()}\n{block[4]}"
+        try:
+            return f"{block[1]}{TABLES[name]()}\n{block[4]}"
+        except FileNotFoundError as error:
+            raise DetoxError(f"README.md's {name} table: {error.filename} is missing (run "
+                             "`dvc repro`, or check out the committed file)") from None
 
     return BLOCK.sub(render, text)
 

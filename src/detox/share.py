@@ -14,6 +14,7 @@ without running a stage.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from detox import DetoxError
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m detox.share", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Writes to the remote only (a configured DVC remote: `dvc remote add -d ...`, "
-               "docs/reviews.md#remote-and-run-cache); locally it changes nothing. Takes as long as uploading the "
-               "cache's outputs: seconds for the offline default.")
+        epilog=textwrap.fill(
+            "Writes to the remote only (a configured DVC remote: `dvc remote add -d ...`, "
+            "docs/reviews.md#remote-and-run-cache); locally it changes nothing. Takes as long "
+            "as uploading the cache's outputs: seconds for the offline default.", 88))
     parser.add_argument("-r", "--remote", help="DVC remote (default: the default remote)")
     args = parser.parse_args(argv)
     runs, uploaded = share(dvc_root(Path.cwd()), args.remote)

@@ -15,8 +15,6 @@ from detox.train.method import Method
 from detox.train.summary import TrainSummary
 
 TAGS = ["detoxification"]
-PAPER = ("*Exploring the Application of Reinforcement Learning in Detoxifying Large Language "
-         "Models*")
 
 
 def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, Any],

@@ -14,10 +14,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from trl import DPOConfig, DPOTrainer
 
 from detox import DetoxError
-from detox.train.card import PAPER
 from detox.train.finetune import (IGNORE, FromSamples, LogToLive, best_and_worst,
                                   training_arguments)
-from detox.train.method import TRAINING_LOG, Rows, trained_part
+from detox.train.method import PAPER, TRAINING_LOG, Rows, trained_part
 from detox.train.params import DPOParams, TrainParams
 from detox.train.summary import TrainSummary
 

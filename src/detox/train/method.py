@@ -19,6 +19,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from detox.train.summary import TrainSummary
 
 Rows = list[list[str]]
+PAPER = ("*Exploring the Application of Reinforcement Learning in Detoxifying Large Language "
+         "Models*")  # what the methods' cards cite
 # What every method may read, and where its training log goes (dvclive's folder)
 BASE = "data/models/base"
 SCORER = "data/models/scorer"

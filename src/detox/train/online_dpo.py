@@ -34,10 +34,9 @@ from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
-from detox.train.card import PAPER
 from detox.train.finetune import LogToLive, trainable_lm, training_arguments
-from detox.train.method import (BASE, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method, Rows,
-                                trained_part)
+from detox.train.method import (BASE, PAPER, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method,
+                                Rows, trained_part)
 from detox.train.params import FineTuneParams, TrainParams
 from detox.train.policy import count_parameters, merged
 from detox.train.summary import WINDOW, TrainSummary, window_means

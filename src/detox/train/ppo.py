@@ -23,10 +23,10 @@ from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
-from detox.train.card import PAPER
 from detox.train.guard import REACH, Divergence, divergence
 from detox.train.log import LiveSeries, log_row
-from detox.train.method import BASE, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method, Rows, trained_part
+from detox.train.method import (BASE, PAPER, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method,
+                                Rows, trained_part)
 from detox.train.params import PPOParams, TrainParams
 from detox.train.policy import (count_parameters, enable_gradient_checkpointing, load_trainable,
                                 model_to_save)

@@ -20,10 +20,9 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedToke
 from trl.trainer.utils import disable_dropout_in_model
 
 from detox import DetoxError
-from detox.train.card import PAPER
 from detox.train.finetune import (IGNORE, FromSamples, LogToLive, best_and_worst,
                                   training_arguments)
-from detox.train.method import TRAINING_LOG, Rows, trained_part
+from detox.train.method import PAPER, TRAINING_LOG, Rows, trained_part
 from detox.train.params import SFTParams, TrainParams
 from detox.train.summary import TrainSummary
 

@@ -17,9 +17,8 @@ from transformers import PreTrainedTokenizerBase
 
 from detox import DetoxError
 from detox.models import load_causal_lm
-from detox.train.card import PAPER
 from detox.train.log import LiveSeries
-from detox.train.method import BASE, TRAINING_LOG, Built, Method, Rows
+from detox.train.method import BASE, PAPER, TRAINING_LOG, Built, Method, Rows
 from detox.train.params import TrainParams
 from detox.train.policy import count_parameters
 from detox.train.summary import TrainSummary
@@ -129,7 +128,8 @@ def add_word_filter(model, tokenizer: PreTrainedTokenizerBase, source: str) -> d
     # path of transformers), which would drop the list: this one is a config of its own.
     config._from_model_config = False
     config.validate(strict=True)  # what save_pretrained checks: fail here, not after training
-    return {"word_list": source, "word_list_sha256": digest, "words": len(words), "banned_sequences": len(sequences),
+    return {"word_list": source, "word_list_sha256": digest, "words": len(words),
+            "banned_sequences": len(sequences),
             "banned_token_ids": len({i for seq in sequences for i in seq}),
             "banned_single_tokens": sum(len(seq) == 1 for seq in sequences)}
 

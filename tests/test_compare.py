@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detox import DetoxError
-from detox.compare import METHODS, queue_commands
+from detox.compare import COMPARED, queue_commands
 from detox.review import DVC
 from project import ROOT, error_lines, run
 from test_sweep import baseline, tables
@@ -21,12 +21,13 @@ def compare(repo: Path, *args: str, check: bool = True):
 
 
 def test_one_named_experiment_per_method_and_seed():
-    commands = queue_commands(METHODS, [0, 1, 2], ["preset=paper-rtp"])
+    commands = queue_commands(COMPARED, [0, 1, 2], ["preset=paper-rtp"])
     assert all(command[:len(DVC)] == list(DVC) for command in commands)
     shown = [" ".join(command[len(DVC):]) for command in commands]
-    assert len(shown) == 12
+    assert len(shown) == 3 * len(COMPARED) and "given" not in COMPARED  # given is on demand
     assert shown[0] == ("exp run --queue -S method=ppo -S seed=0 -S preset=paper-rtp -n ppo-s0")
-    assert shown[-1] == ("exp run --queue -S method=dpo -S seed=2 -S preset=paper-rtp -n dpo-s2")
+    assert shown[-1] == ("exp run --queue -S method=online_dpo -S seed=2 -S preset=paper-rtp "
+                         "-n online_dpo-s2")
     assert [command[-1] for command in commands[3:6]] == [
         "word_filter-s0", "word_filter-s1", "word_filter-s2"]
     # a method or seed given twice is queued once (DVC would refuse the second name)
@@ -44,7 +45,8 @@ def test_the_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, error", [
     (["--methods", "ppo", "rlhf"],
-     "error: unknown method 'rlhf': the methods are ppo, word_filter, sft, dpo"),
+     "error: unknown method 'rlhf': the methods are ppo, word_filter, sft, dpo, online_dpo, "
+     "given"),
     (["-S", "seed=4"], "error: -S seed=4: choose methods and seeds with --methods and --seeds"),
     (["-S", "params.yaml:method=sft"], "error: -S params.yaml:method=sft: choose methods and "
                                        "seeds with --methods and --seeds"),

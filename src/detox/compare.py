@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                f"By default {len(COMPARED)} methods x {len(SEEDS)} seeds = "
                f"{len(COMPARED) * len(SEEDS)} experiments, queued and run one after another "
                "(the whole pipeline each, restored from DVC's run-cache where it can): about 10 "
-               "minutes on the offline default on 2 CPU cores; at the SmolLM2 preset 20 to 60 "
-               "minutes each; at paper scale each needs a GPU. Overwrites --out "
+               "minutes on the offline default on 2 CPU cores; at the SmolLM2 preset 30 to 90 "
+               "minutes each on 2 shared cores (README); at paper scale each needs a GPU. Overwrites --out "
                "(metrics/sweep.md) and --plot (plots/sweep.png); the experiments stay in DVC "
                "(`dvc exp show`).", 88))
     parser.add_argument("--methods", nargs="+", default=list(COMPARED), metavar="METHOD",

@@ -56,6 +56,7 @@ COMMANDS = ("detox.compare", "detox.sweep", "detox.review", "detox.share",
             "detox.bench.scale")
 
 
+@pytest.mark.slow  # a fresh interpreter per command: about a minute in all
 @pytest.mark.parametrize("module", COMMANDS)
 def test_every_command_s_help_says_what_it_is_and_what_it_writes(module):
     import importlib

@@ -128,6 +128,7 @@ def test_a_diverged_run_reads_as_one_in_the_report():
     assert "from step 1" in said
 
 
+@pytest.mark.slow  # a fresh interpreter per method
 def test_a_method_imports_no_other_method_s_code():
     """So a run's checkpoints are keyed by its own code (``run_key`` hashes the imported
     modules): an edit of dpo.py leaves PPO's checkpoints valid."""

@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         epilog=textwrap.fill(
                f"By default {len(COMPARED)} methods x {len(SEEDS)} seeds = "
                f"{len(COMPARED) * len(SEEDS)} experiments, queued and run one after another "
-               "(the whole pipeline each, restored from DVC's run-cache where it can): about 10 "
-               "minutes on the offline default on 2 CPU cores; at the SmolLM2 preset 30 to 90 "
+               "(the whole pipeline each, restored from DVC's run-cache where it can): about 15 "
+               "minutes on the offline default on 2 idle CPU cores (estimated: the first four "
+               "methods' 12 took 8 minutes on 2026-12-05); at the SmolLM2 preset 30 to 90 "
                "minutes each on 2 shared cores (README); at paper scale each needs a GPU. Overwrites --out "
                "(metrics/sweep.md) and --plot (plots/sweep.png); the experiments stay in DVC "
                "(`dvc exp show`).", 88))
@@ -112,14 +113,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"queued {command[-1]}")
     status = subprocess.run(run_all, cwd=root).returncode  # its log streams through
     # only these runs: other experiments of the commit (a layer sweep) are not this comparison
-    done = {e.name for e in sweep.main(["--out", str(args.out), "--plot", str(args.plot),
-                                        "--only", *(command[-1] for command in commands)]).done}
+    names = [command[-1] for command in commands]
+    try:
+        done = {e.name for e in sweep.main(["--out", str(args.out), "--plot", str(args.plot),
+                                            "--only", *names]).done}
+    except DetoxError:  # none of them finished: nothing to tabulate, said below
+        done = set()
     # DVC's --run-all exits 0 even where an experiment failed: a method missing from the table
     # must not pass for a comparison
-    missing = [command[-1] for command in commands if command[-1] not in done]
+    missing = [name for name in names if name not in done]
     if status != 0 or missing:
+        compared = f"{args.out} compares the others" if done else "no table was written"
         raise DetoxError(f"no results for {', '.join(missing) or 'some experiments'} (`dvc queue "
-                         f"logs <name>` says why); {args.out} compares the others")
+                         f"logs <name>` says why); {compared}")
 
 
 def cli() -> None:

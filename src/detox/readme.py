@@ -65,7 +65,7 @@ def method_table(runs_file: Path) -> str:
                                                       if name in METHODS else 0, name)):
         runs = sorted(by_method[method], key=lambda run: run.params.get("seed", 0))
         seconds = [run.train_seconds for run in runs if run.train_seconds is not None]
-        budget = [f"{int(statistics.fmean(values(runs, key))):,}"
+        budget = [_mean_sd(values(runs, key), ",.0f")
                   for key in ("policy_samples", "gradient_steps")]
         rows.append([
             f"`{method}`", ", ".join(str(run.params.get("seed")) for run in runs),

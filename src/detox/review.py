@@ -3,8 +3,8 @@
 What a change did, against a base revision: the params it changed (``dvc params diff``), the
 headline metrics that moved (``dvc metrics diff`` on ``metrics/headline.json``), where they
 came from (given the log of the ``dvc repro`` that got them: rerun on this machine or restored
-from the run-cache) and the paper's plots. CI posts it on every pull request; run it locally to see the same text against any
-revision: ``python -m detox.review --base main``.
+from the run-cache) and the paper's plots. CI posts it on every pull request; run it locally
+to see the same text against any revision: ``python -m detox.review --base main``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def provenance_section(repro_log: str) -> str:
     """Which stages the ``dvc repro`` whose output is ``repro_log`` reran and which it restored.
 
     A rerun's numbers come from this machine's floating point: on another CPU type than the
-    author's they can move in their last digits even where the change touched nothing.
+    author's they can move by a few hundredths even where the change touched nothing.
     """
     def names(pattern: re.Pattern) -> str:
         return ", ".join(f"`{name}`" for name in dict.fromkeys(pattern.findall(repro_log)))
@@ -120,7 +120,7 @@ def provenance_section(repro_log: str) -> str:
     lines = []
     if ran:
         lines.append(f"Rerun on this machine: {ran}. Numbers they wrote can differ from the "
-                     "author's run in their last digits where the CPU type differs, even if "
+                     "author's run by a few hundredths where the CPU type differs, even if "
                      "this change did not touch them; a DVC remote with the author's shared "
                      "runs (`python -m detox.share`) restores them instead.")
     if restored:

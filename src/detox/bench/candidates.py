@@ -1,8 +1,8 @@
 """Speed-up candidates for the project's loop: does one change what the loop learns, and does it
 pay? (the findings: docs/profile.md)
 
-    python -m detox.bench.candidates adam --threads 1 --iterations 3 [the options of detox.bench.versus_trl]
-    python -m detox.bench.candidates gelu --threads 1 --iterations 3
+    python -m detox.bench.candidates adam --threads 1 --ppo-epochs 4 --iterations 3 [versus_trl's options]
+    python -m detox.bench.candidates gelu --threads 1 --ppo-epochs 4 --iterations 3
 
 adam  PPOTrainer's own Adam (torch's default implementation: a loop over the parameters on CPU)
       against torch's foreach and fused implementations handed to it (``versus_trl --adam``).

@@ -49,8 +49,9 @@ class Given(Method):
         source = read_json(f"{GIVEN}/source.json")
         if source["source"] is None:
             raise DetoxError("params.yaml: method=given evaluates the model named by "
-                             "model.given, which is null: set it to a hub id or a folder "
-                             "(dvc exp run -S method=given -S model.given=<id or folder>)")
+                             "model.given, which is null: set it to a hub id or a folder, "
+                             "and model.policy to its base (dvc exp run -S method=given -S "
+                             "model.given=<id or folder> -S model.policy=<its base>)")
         if AutoTokenizer.from_pretrained(GIVEN).get_vocab() != tokenizer.get_vocab():
             base = read_json(f"{BASE}/source.json")["source"]
             raise DetoxError(f"params.yaml: model.given={source['source']!r} reads another "

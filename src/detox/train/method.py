@@ -9,13 +9,16 @@ method is a module with a ``METHOD``, its entry in ``methods.REGISTRY`` and its 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from detox import DetoxError
 from detox.train.summary import TrainSummary
 
 Rows = list[list[str]]
@@ -38,6 +41,22 @@ class Built:
     summary: TrainSummary
     log: list[dict[str, float]]
     cleanup: Callable[[], None] | None = None
+
+
+def processes() -> int:
+    """The processes of this run (torchrun's or accelerate's WORLD_SIZE; 1 alone)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def training_prompts(batch_size: int, param: str) -> list[list[int]]:
+    """The training prompts' token ids, refused in one line when one batch of ``batch_size``
+    per process (the params' ``param``) would need more of them than there are."""
+    prompts = pd.read_parquet(TRAIN_PROMPTS)["input_ids"].map(list).tolist()
+    if len(prompts) < batch_size * processes():
+        raise DetoxError(f"params.yaml: {param}={batch_size} x {processes()} process(es) is "
+                         f"more than the {len(prompts)} training prompts: lower it or raise "
+                         "data.train_prompts")
+    return prompts
 
 
 def trained_part(params: Any) -> str:

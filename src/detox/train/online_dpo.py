@@ -15,12 +15,10 @@ the same lengths, top-k, top-p and end ids as PPO's) and log-likelihoods of the 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
@@ -28,15 +26,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import OnlineDPOConfig, OnlineDPOTrainer
 from trl.trainer.judges import BasePairwiseJudge
 
-from detox import DetoxError
 from detox.device import scorer_dtype
 from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
 from detox.scoring import load_scorer
 from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
 from detox.train.finetune import LogToLive, trainable_lm, training_arguments
-from detox.train.method import (BASE, PAPER, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method,
-                                Rows, trained_part)
+from detox.train.method import (BASE, PAPER, SCORER, TRAINING_LOG, Built, Method,
+                                Rows, trained_part, training_prompts)
 from detox.train.params import FineTuneParams, TrainParams
 from detox.train.policy import count_parameters, merged
 from detox.train.summary import WINDOW, TrainSummary, window_means
@@ -261,12 +258,7 @@ class OnlineDPO(Method):
         judge = ToxicityJudge(scorer, toxicity_reading(
             scorer.id2label, scorer.multi_label, params.model.neutral_label,
             params.model.toxic_labels))
-        prompts = pd.read_parquet(TRAIN_PROMPTS)["input_ids"].map(list).tolist()
-        processes = int(os.environ.get("WORLD_SIZE", 1))
-        if len(prompts) < params.online_dpo.batch_size * processes:
-            raise DetoxError(f"params.yaml: online_dpo.batch_size={params.online_dpo.batch_size}"
-                             f" x {processes} process(es) is more than the {len(prompts)} "
-                             "training prompts: lower it or raise data.train_prompts")
+        prompts = training_prompts(params.online_dpo.batch_size, "online_dpo.batch_size")
         steps, log, trainer = train_online_dpo(model, reference, tokenizer, prompts, judge,
                                                params, device, dtype, TRAINING_LOG)
         loss_start, loss_end = window_means([row["loss"] for row in log if "loss" in row])

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType
@@ -17,7 +15,6 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 from trl import PPOConfig, PPOTrainer
 
-from detox import DetoxError
 from detox.device import is_main_process, scorer_dtype
 from detox.generation import call_seed, generate, sampler_rng
 from detox.models import require_context
@@ -26,7 +23,7 @@ from detox.toxicity import Scorer, ToxicityReading, toxicity_reading
 from detox.train.guard import REACH, Divergence, divergence
 from detox.train.log import LiveSeries, log_row
 from detox.train.method import (BASE, PAPER, SCORER, TRAIN_PROMPTS, TRAINING_LOG, Built, Method,
-                                Rows, trained_part)
+                                Rows, processes, trained_part, training_prompts)
 from detox.train.params import PPOParams, TrainParams
 from detox.train.policy import (count_parameters, enable_gradient_checkpointing, load_trainable,
                                 model_to_save)
@@ -253,14 +250,9 @@ class PPO(Method):
         scorer = load_scorer(SCORER, device, scorer_dtype(device))
         reading = toxicity_reading(scorer.id2label, scorer.multi_label,
                                    params.model.neutral_label, params.model.toxic_labels)
-        prompts = pd.read_parquet(TRAIN_PROMPTS)["input_ids"].map(list).tolist()
-        processes = int(os.environ.get("WORLD_SIZE", 1))
-        if len(prompts) < params.ppo.batch_size * processes:
-            raise DetoxError(f"params.yaml: ppo.batch_size={params.ppo.batch_size} x "
-                             f"{processes} process(es) is more than the {len(prompts)} "
-                             "training prompts: lower it or raise data.train_prompts")
+        prompts = training_prompts(params.ppo.batch_size, "ppo.batch_size")
         checkpoints = checkpoint_root() / run_key(params, [TRAIN_PROMPTS, BASE, SCORER],
-                                                  processes)
+                                                  processes())
         outcome = run_ppo(policy, reference, tokenizer, scorer, reading, prompts, params,
                           device, checkpoints, dtype, log_dir=TRAINING_LOG)
         if outcome.cause:

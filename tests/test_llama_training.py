@@ -142,8 +142,7 @@ def test_the_summary_and_the_model_card_say_what_trained(tiny_llama_dir, committ
     raw = {**committed_params, "layers": LAYERS,
            "adapter": {**committed_params["adapter"], "kind": "lora" if adapted else "none"}}
     summary = {**counts, "method": "ppo", "kl_coef_start": 0.2, "kl_coef_end": 0.2,
-               "diverged": False, "policy_samples": 8, "scorer_calls": 8, "gradient_steps": 2,
-               "train_seconds": 1.0}
+               "diverged": False, "policy_samples": 8, "scorer_calls": 8, "gradient_steps": 2}
     text = training_card(load_method("ppo"), {"source": str(tiny_llama_dir)},
                          {"source": "builtin:profanity-check"}, parse(TrainParams, raw),
                          TrainSummary.from_json(summary), 6).text

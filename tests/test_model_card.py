@@ -19,8 +19,7 @@ from detox.train.params import TrainParams
 
 SUMMARY = {"method": "ppo", "trainable_params": 1200, "total_params": 5000,
            "trainable_fraction": 0.24, "kl_coef_start": 0.2, "kl_coef_end": 0.25,
-           "diverged": False, "policy_samples": 640, "scorer_calls": 640, "gradient_steps": 80,
-           "train_seconds": 12.3}
+           "diverged": False, "policy_samples": 640, "scorer_calls": 640, "gradient_steps": 80}
 # What the other methods add to metrics/train.json
 BASELINES = {
     "word_filter": {"trainable_params": 0, "policy_samples": 0, "scorer_calls": 0,
@@ -28,10 +27,9 @@ BASELINES = {
                     "word_list_sha256": "0123456789ab", "words": 796,
                     "banned_sequences": 4768, "banned_token_ids": 237},
     "sft": {"sampled_prompts": 160, "targets": 81, "target_toxicity_mean": 0.05,
-            "loss_start": 1.7, "loss_end": 1.2, "sampling_seconds": 3.0},
+            "loss_start": 1.7, "loss_end": 1.2},
     "dpo": {"sampled_prompts": 160, "pairs": 95, "chosen_toxicity_mean": 0.1,
-            "rejected_toxicity_mean": 0.9, "loss_start": 0.69, "loss_end": 0.4,
-            "sampling_seconds": 3.0},
+            "rejected_toxicity_mean": 0.9, "loss_start": 0.69, "loss_end": 0.4},
 }
 BASE = {"source": "builtin:tiny-gpt-neo", "revision": None}
 
@@ -128,8 +126,7 @@ def test_each_method_s_card_says_which_method_made_it_and_what_it_cost(raw_param
         assert f"| method | `{method}` |" in made.text
         assert (f"| budget | {found.get('policy_samples', 640):,} policy samples drawn, "
                 f"{found.get('scorer_calls', 640):,} scorer calls, "
-                f"{found.get('gradient_steps', 80):,} gradient steps, 12 s of wall clock")  \
-            in made.text
+                f"{found.get('gradient_steps', 80):,} gradient steps |") in made.text
         assert "PPO" not in made.text.split("## How to load")[0].replace("*", "")  \
             .replace("Reinforcement Learning", "")
     word_filter = card(parse(TrainParams, raw_params | {"method": "word_filter"}),
@@ -137,4 +134,4 @@ def test_each_method_s_card_says_which_method_made_it_and_what_it_cost(raw_param
     assert "`badwords-py:en` (sha256 of its words 0123456789ab): 796 words" in word_filter.text
     assert "training data" not in word_filter.text and "## Construction" in word_filter.text
     dpo = card(parse(TrainParams, raw_params | {"method": "dpo"}), SUMMARY | BASELINES["dpo"]).text
-    assert "| pairs | 95:" in dpo and "(sampling included)" in dpo
+    assert "| pairs | 95:" in dpo

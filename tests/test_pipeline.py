@@ -149,13 +149,19 @@ def test_second_repro_runs_nothing(repo):
 
 
 @pytest.mark.parametrize("change, stages", [
-    # another method that reads no samples: the samples stay as they are (none drawn)
-    ({"method": "word_filter"}, {"method_inputs", "train"}),
-    ({"method": "sft"}, {"method_inputs", "train"}),  # then sample, once method_inputs reran
+    # another method: what the method reads is rewritten first (then train, and sample where
+    # the method reads samples); download_given writes again that there is none to evaluate
+    ({"method": "word_filter"}, {"method_inputs", "download_given"}),
+    ({"method": "sft"}, {"method_inputs", "download_given"}),
     ({"samples.total": 64}, {"sample"}),  # the samples' own params: nothing else until they move
     ({"eval.batch_size": 8}, {"evaluate"}),
+    # another method's params, or the model given to method=given: method_inputs and
+    # download_given rerun and write what they wrote (the next test), never train itself
+    ({"dpo.beta": 0.2}, {"method_inputs"}),
+    ({"model.given": "builtin:tiny-gpt-neo"}, {"download_given"}),
+    ({"ppo.steps": 3}, {"method_inputs"}),  # then train: its file moves
     ("src/detox/train/dpo.py", {"train"}),  # a method's code: training only, never evaluate
-    ("src/detox/train/params.py", {"train"}),
+    ("src/detox/train/params.py", {"method_inputs", "train"}),  # it checks every method's
     ("src/detox/evaluate/report.py", {"evaluate"}),
 ])
 def test_dvc_status_lists_exactly_the_stages_a_change_reruns(repo, change, stages):
@@ -169,6 +175,48 @@ def test_dvc_status_lists_exactly_the_stages_a_change_reruns(repo, change, stage
     finally:
         run(repo, "git", "checkout", "-q", "--", ".")
     assert set(status) == stages
+
+
+def test_another_method_s_params_rerun_only_what_writes_the_same_file(repo):
+    set_params(repo, **{"dpo.beta": 0.2, "online_dpo.learning_rate": 1e-3,
+                        "model.given": "builtin:tiny-gpt-neo"})
+    try:
+        result = run(repo, "dvc", "repro")
+        status = json.loads(run(repo, "dvc", "status", "--json").stdout)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", ".")
+    assert "Running stage 'method_inputs'" in result.stdout
+    assert "Running stage 'download_given'" in result.stdout
+    assert "Running stage 'train'" not in result.stdout and status == {}
+
+
+def test_train_refuses_a_method_params_file_other_than_params_yaml_s(repo):
+    set_params(repo, **{"ppo.steps": 3})  # without rerunning method_inputs
+    try:
+        result = run(repo, sys.executable, "stages/train.py", check=False)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", ".")
+    assert result.returncode != 0
+    assert error_lines(result) == [
+        "error: data/method_params.json is not params.yaml's ppo params: run `dvc repro` (its "
+        "method_inputs stage writes it)"]
+
+
+@pytest.mark.slow
+def test_an_edit_of_training_code_retrains_but_reruns_nothing_after_train(repo):
+    read_by_evaluate = (repo / "metrics" / "train.json").read_text()
+    with open(repo / "src/detox/train/ppo.py", "a") as edited:
+        edited.write("\n# an edit\n")
+    try:
+        result = run(repo, "dvc", "repro")
+    finally:
+        run(repo, "git", "checkout", "-q", "--", ".")
+    assert "Running stage 'train'" in result.stdout
+    # the same seed made the same model and summary; only the wall clock moved, and no stage
+    # reads it
+    assert "Running stage 'evaluate'" not in result.stdout
+    assert (repo / "metrics" / "train.json").read_text() == read_by_evaluate
+    assert json.loads((repo / "metrics" / "train_time.json").read_text())["train_seconds"] > 0
 
 
 @pytest.mark.slow

@@ -36,10 +36,9 @@ PARAMS = {"layers": 8, "reward": "neutral_logit", "ppo": {"steps": 30, "batch_si
 
 
 def training(trainable_params: int) -> dict:
-    """metrics/train.json as the train stage writes it, wall-clock seconds included."""
+    """metrics/train.json as the train stage writes it."""
     return {"method": "ppo", "trainable_params": trainable_params, "diverged": False,
-            "policy_samples": 1920, "scorer_calls": 1920, "gradient_steps": 60,
-            "train_seconds": 123.4}
+            "policy_samples": 1920, "scorer_calls": 1920, "gradient_steps": 60}
 
 
 def review(repo: Path, *args: str, check: bool = True):

@@ -36,7 +36,9 @@ from detox.review import cell, dvc_json, dvc_root
 from detox.stage import run_stage
 
 SEED = "seed"  # the param whose runs are pooled: repeats of one setting, not settings
-TRAIN = "metrics/train.json"  # where the wall-clock seconds are (the headline never has them)
+# Where the wall-clock seconds are (the headline never has them); runs made before they had a
+# file of their own kept them in metrics/train.json
+TIMES = ("metrics/train_time.json", "metrics/train.json")
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Experiment:
     rev: str  # its commit, where dvc.api reads its other files
     params: dict[str, Any]  # flattened, every params file together
     headline: dict[str, Any]  # flattened metrics/headline.json; empty if it has none
-    train_seconds: float | None = None  # from metrics/train.json, where it could be read
+    train_seconds: float | None = None  # from TIMES, where it could be read
 
 
 @dataclass
@@ -105,18 +107,20 @@ def read_sweep(exp_show: list[dict]) -> Sweep:
 
 
 def read_train_seconds(root: Path, experiments: list[Experiment]) -> None:
-    """Each experiment's ``train_seconds`` from its ``metrics/train.json``, left None where it
-    cannot be read (an output DVC cached elsewhere, an older run without it)."""
+    """Each experiment's ``train_seconds`` from the first of ``TIMES`` that has it, left None
+    where none can be read (an output DVC cached elsewhere, an older run without it)."""
     import dvc.api  # only here: the rest of the sweep runs dvc's command line
 
     for experiment in experiments:
-        try:
-            seconds = json.loads(dvc.api.read(TRAIN, rev=experiment.rev, repo=str(root)))
-            seconds = seconds.get("train_seconds")
-        except Exception:  # whatever DVC or the file raises, the table shows — and goes on
-            continue
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
-            experiment.train_seconds = float(seconds)
+        for path in TIMES:
+            try:
+                seconds = json.loads(dvc.api.read(path, rev=experiment.rev, repo=str(root)))
+                seconds = seconds.get("train_seconds")
+            except Exception:  # whatever DVC or the file raises, the table shows — and goes on
+                continue
+            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+                experiment.train_seconds = float(seconds)
+                break
 
 
 def save_runs(sweep: Sweep, path: Path) -> None:
@@ -275,7 +279,7 @@ def markdown(sweep: Sweep, plot_link: str | None = None) -> str:
     if sweep_groups:
         lines += ["### Budget", "",
                   "Policy samples drawn and optimizer steps (the headline's), and training's "
-                  f"wall-clock seconds, sampling included (`{TRAIN}`, on the machine that ran "
+                  f"wall-clock seconds, sampling included (`{TIMES[0]}`, on the machine that ran "
                   "it; — where it could not be read).", "",
                   table(BUDGET_HEADER, budget_rows(sweep_groups))]
     if sweep.pending:

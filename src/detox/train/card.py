@@ -55,10 +55,7 @@ def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, 
     rows += method.card_rows(params, summary, scorer["source"])
     rows += [["budget", f"{summary.policy_samples:,} policy samples drawn, "
                         f"{summary.scorer_calls:,} scorer calls, "
-                        f"{summary.gradient_steps:,} gradient steps, "
-                        f"{summary.train_seconds:,.0f} s of wall clock"
-                        + (" (sampling included)" if summary.sampling_seconds is not None
-                           else "")],
+                        f"{summary.gradient_steps:,} gradient steps"],
              ["seed", str(params.seed)]]
     text = "\n\n".join([
         f"# {data.model_name}",

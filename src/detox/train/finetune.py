@@ -126,5 +126,4 @@ class FromSamples(Method):
         summary = TrainSummary.of(counts, drawn["policy_samples"], drawn["scorer_calls"], steps,
                                   sampled_prompts=drawn["prompts"], **found,
                                   loss_start=loss_start, loss_end=loss_end)
-        summary.sampling_seconds = drawn["seconds"]
-        return Built(merged(model), summary, log)
+        return Built(merged(model), summary, log, sampling_seconds=drawn["seconds"])

@@ -19,7 +19,7 @@ from detox.train.params import TrainParams
 from detox.train.policy import count_parameters
 from detox.train.summary import TrainSummary
 
-GIVEN = "data/models/given"  # download_lm@given's snapshot of model.given
+GIVEN = "data/models/given"  # download_given's snapshot of model.given
 
 
 class Given(Method):

@@ -35,12 +35,14 @@ TRAINING_LOG = "plots/train"
 @dataclass
 class Built:
     """A method's result: the model to save, its summary, its training log (one row per step,
-    as written to dvclive) and what to clean up once the stage has saved the outputs."""
+    as written to dvclive), what to clean up once the stage has saved the outputs and the
+    seconds another stage spent drawing the samples it learned from (None: it read none)."""
 
     model: PreTrainedModel
     summary: TrainSummary
     log: list[dict[str, float]]
     cleanup: Callable[[], None] | None = None
+    sampling_seconds: float | None = None
 
 
 def processes() -> int:

@@ -2,9 +2,8 @@
 the base model. The params validate against this registry; nothing outside ``detox.train``
 names a method.
 
-Light on purpose (no torch): the ``method_inputs`` stage imports it, and an edit of a method's
-training code must not rerun what only depends on this list. ``load_method`` imports the one
-method asked for, so a run's code (and its checkpoints' key) is that method's alone.
+Light on purpose (no torch): the commands (compare, readme) import it. ``load_method`` imports
+the one method asked for, so a run's code (and its checkpoints' key) is that method's alone.
 """
 
 from __future__ import annotations
@@ -22,17 +21,23 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Registered:
     module: str  # holds the method's ``METHOD``
+    # the params.yaml sections it reads besides the shared ones (seed, data, model): a change
+    # of another method's reruns nothing of this one
+    params: tuple[str, ...]
     reads_samples: bool  # learns from the sample stage's scored base samples
     compared: bool = True  # in `python -m detox.compare` by default (it needs no input of its own)
 
 
+TRAINED = ("layers", "adapter")  # the trainable part of the policy
 REGISTRY = {
-    "ppo": Registered("detox.train.ppo", reads_samples=False),
-    "word_filter": Registered("detox.train.word_filter", reads_samples=False),
-    "sft": Registered("detox.train.sft", reads_samples=True),
-    "dpo": Registered("detox.train.dpo", reads_samples=True),
-    "online_dpo": Registered("detox.train.online_dpo", reads_samples=False),
-    "given": Registered("detox.train.given", reads_samples=False, compared=False),
+    "ppo": Registered("detox.train.ppo", (*TRAINED, "reward", "generation", "ppo"),
+                      reads_samples=False),
+    "word_filter": Registered("detox.train.word_filter", ("word_filter",), reads_samples=False),
+    "sft": Registered("detox.train.sft", (*TRAINED, "sft"), reads_samples=True),
+    "dpo": Registered("detox.train.dpo", (*TRAINED, "dpo"), reads_samples=True),
+    "online_dpo": Registered("detox.train.online_dpo", (*TRAINED, "generation", "online_dpo"),
+                             reads_samples=False),
+    "given": Registered("detox.train.given", (), reads_samples=False, compared=False),
 }
 METHODS = tuple(REGISTRY)
 
@@ -54,12 +59,3 @@ class MethodInputs:
     samples: bool
 
 
-@dataclass(frozen=True)
-class MethodParams:
-    method: str
-
-    def __post_init__(self) -> None:
-        check_method(self.method)
-
-    def inputs(self) -> MethodInputs:
-        return MethodInputs(samples=REGISTRY[self.method].reads_samples)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
 
+from detox import DetoxError
 from detox.device import DeviceParams
 from detox.generation import GenerationParams
 from detox.params import require
-from detox.train.methods import check_method
+from detox.train.methods import REGISTRY, MethodInputs, check_method
+
+METHOD_PARAMS = "data/method_params.json"  # the chosen method's params (method_inputs writes it)
 
 REWARDS = ("neutral_logit", "neutral_softmax", "log_toxicity")
 ADAPTERS = ("none", "lora")
@@ -149,26 +154,57 @@ class OnlineDPOParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    seed: int
+class MethodParams:
+    """The method and every section a method may read (the ``method_inputs`` stage's params):
+    all are checked, and the chosen method's own (its registry entry's ``params``) are written
+    to ``data/method_params.json``, which train depends on instead of on them all."""
+
     method: str
     layers: int
     reward: str
-    data: DataParams
-    model: ModelParams
-    ppo: PPOParams
     generation: GenerationParams
     adapter: AdapterParams
+    ppo: PPOParams
     word_filter: WordFilterParams
     sft: SFTParams
     dpo: DPOParams
     online_dpo: OnlineDPOParams
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
         check_method(self.method)
         # The upper bound is the policy's block count, checked once the policy is loaded.
         require(self.layers >= 1, "layers", self.layers,
                 "must be between 1 and the policy's number of transformer blocks")
         require(self.reward in REWARDS, "reward", self.reward,
                 f"must be one of {', '.join(REWARDS)}")
+
+    def chosen(self) -> dict[str, Any]:
+        """The method and the sections it reads, as ``data/method_params.json`` holds them."""
+        sections = {name: getattr(self, name) for name in REGISTRY[self.method].params}
+        return json.loads(json.dumps({"method": self.method, **{
+            name: asdict(value) if is_dataclass(value) else value
+            for name, value in sections.items()}}))
+
+    def inputs(self) -> MethodInputs:
+        return MethodInputs(samples=REGISTRY[self.method].reads_samples)
+
+
+@dataclass(frozen=True)
+class TrainParams(MethodParams):
+    """What the train stage reads: the shared params (its own in ``dvc.yaml``) and the
+    method's, whose dependency is ``data/method_params.json`` (``check_chosen``)."""
+
+    seed: int
+    data: DataParams
+    model: ModelParams
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+
+    def check_chosen(self, written: dict[str, Any]) -> None:
+        """Refuse to train on params the ``method_inputs`` stage did not write (train would
+        not rerun when they change): ``python stages/train.py`` run by hand after an edit."""
+        if written != self.chosen():
+            raise DetoxError(f"{METHOD_PARAMS} is not params.yaml's {self.method} params: "
+                             "run `dvc repro` (its method_inputs stage writes it)")

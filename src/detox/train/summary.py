@@ -28,7 +28,9 @@ def window_means(values: Sequence[float], window: int = WINDOW) -> tuple[float |
 @dataclass
 class TrainSummary:
     """What a method built: parameter counts, the budget it spent (policy samples drawn, scorer
-    calls, optimizer steps, seconds) and how it ended; ``details`` are the method's own."""
+    calls, optimizer steps) and how it ended; ``details`` are the method's own. No wall-clock
+    seconds: a rerun must write the same summary, or everything downstream reruns too (they
+    are in ``metrics/train_time.json``)."""
 
     total_params: int
     trainable_params: int
@@ -41,17 +43,15 @@ class TrainSummary:
     diverged_at_step: int | None = None  # where a divergence was detected,
     divergence: str | None = None  # why,
     model_step: int | None = None  # and the step whose weights were kept
-    sampling_seconds: float | None = None  # drawing the samples it learned from (a stage's)
     # set by the train stage once the method is done
     method: str = ""
     title: str = ""
-    train_seconds: float = 0.0  # sampling included
 
     def to_json(self) -> dict[str, Any]:
         """Flat, as ``metrics/train.json`` holds it (``dvc metrics show`` reads it so); the
         divergence and sampling keys only where they apply."""
         common = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
-        optional = ("diverged_at_step", "divergence", "model_step", "sampling_seconds")
+        optional = ("diverged_at_step", "divergence", "model_step")
         flat = {key: value for key, value in common.items()
                 if not (key in optional and value is None)}
         clash = set(self.details) & set(flat)

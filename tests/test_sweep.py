@@ -228,6 +228,17 @@ def test_runs_that_differ_only_in_seed_are_one_group():
     assert "| all | 3 | — | — | — | — | no |" in text
 
 
+def test_a_param_older_runs_lack_does_not_split_their_group():
+    older = Experiment("ppo-s1", "1" * 40, {"seed": 1, "method": "ppo"}, {})
+    newer = Experiment("ppo-s2", "2" * 40, {"seed": 2, "method": "ppo", "online_dpo.beta": 0.1},
+                       {})
+    other = Experiment("dpo-s0", "3" * 40, {"seed": 0, "method": "dpo", "online_dpo.beta": 0.1},
+                       {})
+    found = groups(Sweep({"seed": 0, "method": "ppo"}, [older, newer, other], []))
+    assert [(group.label, [e.name for e in group.experiments]) for group in found] == [
+        ("method=dpo", ["dpo-s0"]), ("method=ppo", ["ppo-s1", "ppo-s2"])]
+
+
 def test_queued_experiments_are_named_not_tabulated(swept_repo):
     dvc(swept_repo, "exp", "run", "--queue", "-S", "layers=12", "-n", "later")
     try:

@@ -165,8 +165,8 @@ def test_divergence_is_recorded_and_the_last_good_model_evaluated(repo):
         base = load_file(repo / "data/models/base/model.safetensors")
     finally:
         run(repo, "git", "checkout", "-q", "--", ".")
-        # train's committed outputs back (evaluate's are never committed in this repository)
-        run(repo, "dvc", "checkout", "-q", "--force", "train")
+        # the committed outputs back (evaluate's are never committed in this repository)
+        run(repo, "dvc", "checkout", "-q", "--force", "method_inputs", "train")
     assert "diverged at step" in result.stdout
     assert summary["diverged"] is True and summary["diverged_at_step"] >= 1
     assert summary["model_step"] < summary["diverged_at_step"]

@@ -151,9 +151,11 @@ def merged(sweeps: list[Sweep]) -> Sweep:
 
 def swept(sweep: Sweep) -> tuple[list[str], dict[str, Any]]:
     """Params that differ between the experiments, and those they share but the baseline
-    does not (e.g. a shorter training for the whole sweep)."""
+    does not (e.g. a shorter training for the whole sweep). A param some experiments lack
+    (made before it existed, e.g. a new method's section) differs only where they have it."""
     keys = sorted({key for experiment in sweep.done for key in experiment.params})
-    values = {key: [experiment.params.get(key) for experiment in sweep.done] for key in keys}
+    values = {key: [experiment.params[key] for experiment in sweep.done
+                    if key in experiment.params] for key in keys}
     varying = [key for key in keys if len({repr(value) for value in values[key]}) > 1]
     shared = {key: values[key][0] for key in keys
               if key not in varying and values[key][0] != sweep.baseline.get(key)}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
+import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
 
 from detox.toxicity import PackagedScorer, toxicity_reading
 from detox.train.online_dpo import TIE, ToxicityJudge, pair_loss
+from project import copy_project, run, set_params
 
 
 def test_the_judge_prefers_the_less_toxic_continuation_and_calls_equal_ones_a_tie():
@@ -49,3 +55,23 @@ def test_a_step_of_ties_only_has_no_gradient_and_no_nan():
     loss.backward()
     assert loss.item() == 0 and torch.equal(logprobs.grad, torch.zeros(2))
     assert stats["ties"] == 1.0 and stats["toxicity_chosen"] != stats["toxicity_chosen"]  # NaN
+
+
+@pytest.mark.slow
+def test_two_processes_each_draw_their_pairs_and_save_one_model(tmp_path):
+    """torchrun with two CPU processes (gloo): each process samples its own batch of prompts
+    at every step, the counts are summed, and one loadable causal LM is saved."""
+    repo = copy_project(tmp_path)
+    steps, batch = 3, 4
+    set_params(repo, method="online_dpo", **{"online_dpo.samples": 2 * steps * batch,
+                                             "online_dpo.batch_size": batch})
+    run(repo, "dvc", "repro", "prepare", "download_classifier@scorer", "method_inputs")
+    result = run(repo, sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                 "stages/train.py")
+    assert "trained (online_dpo)" in result.stdout
+    summary = json.loads((repo / "metrics/train.json").read_text())
+    assert summary["gradient_steps"] == steps
+    assert summary["pairs"] == 2 * steps * batch  # both processes' pairs
+    assert summary["policy_samples"] == 2 * summary["pairs"]
+    model = AutoModelForCausalLM.from_pretrained(repo / "data/models/trained")
+    assert not [name for name, _ in model.named_parameters() if "v_head" in name]

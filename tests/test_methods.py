@@ -44,9 +44,27 @@ def project(tmp_path_factory) -> Path:
     return repo
 
 
+class OnlyWhatItReads:
+    """A method's ``TrainParams`` that lets it read the shared params (seed, data, model) and
+    the sections of its registry entry, and fails on any other: train depends on those alone
+    (through data/method_params.json), so reading another would leave a stale model behind."""
+
+    SECTIONS = {field.name for field in dataclasses.fields(TrainParams)}
+
+    def __init__(self, params: TrainParams) -> None:
+        self._params = params
+        self._readable = {"seed", "data", "model", "method", *REGISTRY[params.method].params}
+
+    def __getattr__(self, name: str):
+        assert name not in self.SECTIONS or name in self._readable, (
+            f"{self._params.method} reads params.{name}, which its registry entry does not name")
+        return getattr(self._params, name)
+
+
 @pytest.fixture(scope="module")
 def built(project) -> dict[str, tuple[TrainParams, Built]]:
-    """Each method's build, in the project (the train stage's working directory)."""
+    """Each method's build, in the project (the train stage's working directory), seeing only
+    the params its registry entry names."""
     import yaml
 
     raw = yaml.safe_load((project / "params.yaml").read_text())
@@ -55,7 +73,7 @@ def built(project) -> dict[str, tuple[TrainParams, Built]]:
     os.chdir(project)
     try:
         for method in METHODS:
-            params = parse(TrainParams, raw | {"method": method})
+            params = OnlyWhatItReads(parse(TrainParams, raw | {"method": method}))
             made[method] = params, load_method(method).build(params, CPU, torch.float32,
                                                              tokenizer)
     finally:

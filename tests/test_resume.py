@@ -133,16 +133,19 @@ def test_one_writer_per_run(tmp_path):
     del first
 
 
-def test_run_key_changes_with_any_param_or_input(params, tiny_neo_dir, tmp_path):
+def test_run_key_changes_with_any_param_the_run_reads_or_input(params, tiny_neo_dir, tmp_path):
     prompts_file = tmp_path / "train.parquet"
     prompts_file.write_bytes(b"prompts v1")
-    key = run_key(params, [prompts_file, tiny_neo_dir], 1)
-    assert key == run_key(params, [prompts_file, tiny_neo_dir], 1)
+    key = run_key(params.used(), [prompts_file, tiny_neo_dir], 1)
+    assert key == run_key(params.used(), [prompts_file, tiny_neo_dir], 1)
     other_lr = dataclasses.replace(params, ppo=dataclasses.replace(params.ppo, learning_rate=2e-3))
-    assert run_key(other_lr, [prompts_file, tiny_neo_dir], 1) != key
-    assert run_key(params, [prompts_file, tiny_neo_dir], 2) != key  # two processes: another run
+    assert run_key(other_lr.used(), [prompts_file, tiny_neo_dir], 1) != key
+    # another method's params: the same PPO run, whose checkpoints it resumes
+    other_beta = dataclasses.replace(params, dpo=dataclasses.replace(params.dpo, beta=0.5))
+    assert run_key(other_beta.used(), [prompts_file, tiny_neo_dir], 1) == key
+    assert run_key(params.used(), [prompts_file, tiny_neo_dir], 2) != key  # another run
     prompts_file.write_bytes(b"prompts v2")
-    assert run_key(params, [prompts_file, tiny_neo_dir], 1) != key
+    assert run_key(params.used(), [prompts_file, tiny_neo_dir], 1) != key
 
 
 def test_checkpoints_live_in_the_repository_dvc_names(monkeypatch, tmp_path):

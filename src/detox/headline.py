@@ -15,8 +15,8 @@ Shape (DVC flattens it to keys such as ``ood_toxic.toxicity_detoxified``)::
      "trainable_params": .., "diverged": .., "policy_samples": .., "gradient_steps": ..}
 
 The training facts come from ``metrics/train.json``, whatever the ``method``: its budget is
-counted in policy samples drawn and optimizer steps, never in seconds (those stay in
-``metrics/train.json``, which the sweep reads for its budget table).
+counted in policy samples drawn and optimizer steps, never in seconds (those are in
+``metrics/train_time.json``, which the sweep reads for its budget table).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ it was trained (``detox.train.card.training_card``, into ``data/models/trained/R
 ``evaluate`` adds how it scores and the caveats (``with_evaluation``, here) when it publishes the
 weights as ``data/models/detoxified``. The metadata is ``huggingface_hub``'s ``ModelCardData``, with the
 eval results as the Hub's ``model-index``, so the folder can be pushed to the Hub as it is.
-No dates or hostnames; the one number that changes from run to run is the wall-clock time of
-the budget row.
+No dates, hostnames or wall-clock seconds (``metrics/train_time.json`` has those): a rerun with
+the same seed writes the same card.
 """
 
 from __future__ import annotations

@@ -158,7 +158,8 @@ def swept(sweep: Sweep) -> tuple[list[str], dict[str, Any]]:
                     if key in experiment.params] for key in keys}
     varying = [key for key in keys if len({repr(value) for value in values[key]}) > 1]
     shared = {key: values[key][0] for key in keys
-              if key not in varying and values[key][0] != sweep.baseline.get(key)}
+              if key not in varying and len(values[key]) == len(sweep.done)
+              and values[key][0] != sweep.baseline.get(key)}
     return varying, shared
 
 

@@ -17,13 +17,9 @@ from detox.train.summary import TrainSummary
 TAGS = ["detoxification"]
 
 
-def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, Any],
-                  params: Any, summary: TrainSummary, prompts: int) -> ModelCard:
-    """What ``method`` made: ``base`` and ``scorer`` are the ``source.json`` manifests of
-    ``data/models/{base,scorer}``, ``params`` the train stage's ``TrainParams``, ``summary``
-    its ``metrics/train.json`` and ``prompts`` the number of distinct training prompts."""
+def trained_row(method: Method, params: Any, summary: TrainSummary) -> str:
+    """What ``layers`` and ``adapter`` made trainable, for the card's "trained" row."""
     adapter = params.adapter
-    base_source = base["source"] + (f" @ {base['revision']}" if base.get("revision") else "")
     if adapter.kind == "lora":
         # with target_modules null (peft's default) only the run knows the modules it adapted
         targets = (summary.details.get("lora_target_modules")
@@ -36,6 +32,15 @@ def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, 
                    "embeddings, the blocks below and the output head frozen")
     if method.also_trains:
         trained += f"; {method.also_trains} trains too (not saved)"
+    return trained
+
+
+def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, Any],
+                  params: Any, summary: TrainSummary, prompts: int) -> ModelCard:
+    """What ``method`` made: ``base`` and ``scorer`` are the ``source.json`` manifests of
+    ``data/models/{base,scorer}``, ``params`` the train stage's ``TrainParams``, ``summary``
+    its ``metrics/train.json`` and ``prompts`` the number of distinct training prompts."""
+    base_source = base["source"] + (f" @ {base['revision']}" if base.get("revision") else "")
     trains = method.trains
     data = ModelCardData(
         base_model=hub_id(base["source"]),
@@ -44,12 +49,12 @@ def training_card(method: Method, base: Mapping[str, Any], scorer: Mapping[str, 
         tags=TAGS + list(method.tags),
         model_name=method.model_name(base["source"], summary))
     rows = [["method", f"`{method.name}`"], ["base model", f"`{base_source}`"]]
-    if trains:
+    if trains:  # only a method that trains reads layers and adapter
         rows += [
             ["training data", f"`{params.data.train}`: prompts whose toxicity is above "
                               f"{params.data.toxicity_threshold:g}; {prompts} distinct prompts "
                               "after the in-distribution test set was held out"],
-            ["trained", trained],
+            ["trained", trained_row(method, params, summary)],
             ["trainable parameters", f"{summary.trainable_params:,} of "
                                      f"{summary.total_params:,}"]]
     rows += method.card_rows(params, summary, scorer["source"])

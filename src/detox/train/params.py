@@ -202,6 +202,12 @@ class TrainParams(MethodParams):
         super().__post_init__()
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")
 
+    def used(self) -> dict[str, Any]:
+        """What a run of the chosen method reads: the shared params and its own sections (so
+        another method's params do not change its checkpoints' key)."""
+        return {**self.chosen(), "seed": self.seed, "data": asdict(self.data),
+                "model": asdict(self.model)}
+
     def check_chosen(self, written: dict[str, Any]) -> None:
         """Refuse to train on params the ``method_inputs`` stage did not write (train would
         not rerun when they change): ``python stages/train.py`` run by hand after an edit."""

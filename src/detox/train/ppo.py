@@ -251,7 +251,7 @@ class PPO(Method):
         reading = toxicity_reading(scorer.id2label, scorer.multi_label,
                                    params.model.neutral_label, params.model.toxic_labels)
         prompts = training_prompts(params.ppo.batch_size, "ppo.batch_size")
-        checkpoints = checkpoint_root() / run_key(params, [TRAIN_PROMPTS, BASE, SCORER],
+        checkpoints = checkpoint_root() / run_key(params.used(), [TRAIN_PROMPTS, BASE, SCORER],
                                                   processes())
         outcome = run_ppo(policy, reference, tokenizer, scorer, reading, prompts, params,
                           device, checkpoints, dtype, log_dir=TRAINING_LOG)

@@ -30,8 +30,10 @@ import random
 import shutil
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,10 +50,11 @@ def checkpoint_root() -> Path:
     return Path(os.environ.get("DVC_ROOT", ".")) / "data" / "checkpoints"
 
 
-def run_key(params, inputs: list[str | Path], processes: int) -> str:
-    """A fingerprint of the run: its params, the contents of its inputs, the package modules it
-    has imported (the train stage's code, not the rest of the package) and the process count."""
-    digest = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode())
+def run_key(params: Mapping[str, Any], inputs: list[str | Path], processes: int) -> str:
+    """A fingerprint of the run: the params it reads (``TrainParams.used``), the contents of
+    its inputs, the package modules it has imported (the train stage's code, not the rest of
+    the package) and the process count."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     digest.update(f"processes={processes}".encode())
     package = Path(__file__).resolve().parents[1]
     code = sorted(Path(module.__file__).resolve() for name, module in list(sys.modules.items())

@@ -340,13 +340,17 @@ def test_a_given_model_with_another_vocabulary_is_refused_in_one_line(repo, tmp_
     assert "reads another vocabulary than the base policy" in line
 
 
-@pytest.mark.parametrize("override, param", [
-    ({"layers": 13}, "layers"),  # only the loaded policy can tell
-    pytest.param({"reward": "foo"}, "reward", marks=pytest.mark.slow),
-    pytest.param({"layers": 0}, "layers", marks=pytest.mark.slow),
-    pytest.param({"ppo.batch_size": -4}, "ppo.batch_size", marks=pytest.mark.slow),
+# the output of the stage that refuses them: train for what only the loaded policy can tell,
+# method_inputs (which checks every method's params) for the rest
+@pytest.mark.parametrize("override, param, refused_by", [
+    ({"layers": 13}, "layers", "data/models/trained"),
+    pytest.param({"reward": "foo"}, "reward", "data/method_params.json", marks=pytest.mark.slow),
+    pytest.param({"layers": 0}, "layers", "data/method_params.json", marks=pytest.mark.slow),
+    pytest.param({"ppo.batch_size": -4}, "ppo.batch_size", "data/method_params.json",
+                 marks=pytest.mark.slow),
 ])
-def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override, param):
+def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override, param,
+                                                                  refused_by):
     set_params(repo, **override)
     try:
         result = run(repo, "dvc", "repro", check=False)
@@ -358,7 +362,7 @@ def test_bad_params_fail_in_one_line_and_leave_no_partial_outputs(repo, override
     errors = error_lines(result)
     assert len(errors) == 1 and f"{param}=" in errors[0], output
     assert not list(repo.rglob(".tmp.*"))
-    assert not (repo / "data" / "models" / "trained").exists()
+    assert not (repo / refused_by).exists()
 
 
 SHORT = ("-S", "ppo.steps=2", "-S", f"data.eval_prompts={EVAL_PROMPTS}")

@@ -1,9 +1,9 @@
 """train: builds data/models/trained (weights and the training half of the model card) by the
 chosen `method` (detox.train.methods names them; each is a module of detox.train), with
 metrics/train.json (what it cost and how it went; the same on a rerun),
-metrics/train_time.json (the wall-clock seconds, which evaluate does not read), the training log as dvclive series in
-plots/train/ (written as the run goes: `dvc plots show` while it trains) and the method's
-panels of that log in plots/train/panels.png."""
+metrics/train_time.json (the wall-clock seconds, which evaluate does not read), the training
+log as dvclive series in plots/train/ (written as the run goes: `dvc plots show` while it
+trains) and the method's panels of that log in plots/train/panels.png."""
 
 import time
 from dataclasses import replace
